@@ -1,0 +1,1 @@
+"""HTTP gateway (FastAPI) — built by the PACS-node issue."""

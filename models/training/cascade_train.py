@@ -1,0 +1,154 @@
+"""Two-stage training of the cascade: net 1 on balanced samples, net 2 on net 1's mistakes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.network import CascadeNet
+from models.onnx_export import load_net_from_onnx
+from models.training.dataset import Subject
+from models.training.sampling import net1_samples, net2_samples
+from models.training.torch_session import TorchDenseSession
+from models.training.trainer import TrainConfig, TrainResult, train_net
+from services.errors import InputError
+from services.segmentation.dense import dense_predict
+from services.segmentation.inputs import candidate_mask
+from services.segmentation.manifest import NetRole, load_manifest
+from services.segmentation.patchwise import extract_patches, patch_view
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CascadeTrainConfig:
+    """Everything that decides what the cascade learns."""
+
+    modalities: list[str]
+    train: TrainConfig = TrainConfig()
+    candidate_flair_z: float = 0.5
+    net1_threshold: float = 0.5
+    max_lesion_voxels: int | None = 10_000  # per subject and net, bounds CPU time
+    synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
+    lesions_per_copy: int = 25
+    lesion_bank: Path | None = None
+    init: Path | None = None  # fine-tune this model folder's dense layers
+    tile: int = 40
+
+
+@dataclass
+class TrainingSet:
+    """One subject ready for sampling: normalised stack, brain, lesion mask, candidates."""
+
+    name: str
+    stack: np.ndarray
+    brain: np.ndarray
+    mask: np.ndarray
+    candidates: np.ndarray
+
+
+@dataclass
+class CascadeTrainOutput:
+    """Both trained nets and what happened while training them."""
+
+    net1: CascadeNet
+    net2: CascadeNet
+    results: dict[str, TrainResult]
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def _synthetic_copies(
+    subjects: list[Subject], config: CascadeTrainConfig, rng: np.random.Generator
+) -> list[Subject]:
+    if config.synthetic_copies <= 0:
+        return []
+    if config.lesion_bank is None:
+        raise InputError("synthetic copies need a lesion bank (--lesion-bank)")
+    from models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
+
+    bank = LesionBank.load(config.lesion_bank)
+    copies = []
+    for s in subjects:
+        brain = s.images[config.modalities[0]] != 0
+        for k in range(config.synthetic_copies):
+            images, mask = paste_lesions(
+                s.images, brain, s.mask, bank, rng, config.lesions_per_copy, DEFAULT_CONTRAST
+            )
+            copies.append(Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing))
+    return copies
+
+
+def prepare_sets(subjects: list[Subject], config: CascadeTrainConfig) -> list[TrainingSet]:
+    """Normalise each subject exactly as serving does and find its candidate voxels."""
+    sets = []
+    for s in subjects:
+        stack, brain = s.normalised(config.modalities)
+        cand = candidate_mask(stack, brain, config.candidate_flair_z)
+        sets.append(TrainingSet(s.name, stack, brain, s.mask & brain, cand))
+    return sets
+
+
+def _gather(
+    sets: list[TrainingSet], samples: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    patches, labels = [], []
+    for ts, (voxels, y) in zip(sets, samples, strict=True):
+        patches.append(extract_patches(patch_view(ts.stack), voxels))
+        labels.append(y)
+    return np.concatenate(patches), np.concatenate(labels)
+
+
+def _initial_net(config: CascadeTrainConfig, role: NetRole) -> CascadeNet:
+    if config.init is None:
+        return CascadeNet(len(config.modalities))
+    manifest = load_manifest(config.init, verify=True)
+    if [m.lower() for m in manifest.modalities] != [m.lower() for m in config.modalities]:
+        raise InputError(
+            f"--init model takes modalities {manifest.modalities}, "
+            f"but training asks for {config.modalities}"
+        )
+    net = load_net_from_onnx(manifest.file_path(config.init, role))
+    net.freeze_features()
+    return net
+
+
+def train_cascade(subjects: list[Subject], config: CascadeTrainConfig) -> CascadeTrainOutput:
+    """Train net 1, find its false positives on the training volumes, train net 2 on them."""
+    rng = np.random.default_rng(config.train.seed)
+    all_subjects = subjects + _synthetic_copies(subjects, config, rng)
+    sets = prepare_sets(all_subjects, config)
+    cap = config.max_lesion_voxels
+
+    s1 = [net1_samples(ts.mask, ts.candidates, rng, cap) for ts in sets]
+    x1, y1 = _gather(sets, s1)
+    log.info("net 1: %d patches (%d lesion)", len(y1), int(y1.sum()))
+    r1 = train_net(_initial_net(config, NetRole.NET1_DENSE), x1, y1, config.train, "net1")
+    del x1
+
+    session = TorchDenseSession(r1.net)
+    s2 = []
+    false_positives = {}
+    for ts in sets:
+        prob1 = dense_predict(session, ts.stack, ts.candidates, config.tile)
+        false_positives[ts.name] = int(((prob1 > config.net1_threshold) & ~ts.mask).sum())
+        s2.append(net2_samples(ts.mask, ts.candidates, prob1, config.net1_threshold, rng, cap))
+    x2, y2 = _gather(sets, s2)
+    log.info("net 2: %d patches (%d lesion)", len(y2), int(y2.sum()))
+    r2 = train_net(_initial_net(config, NetRole.NET2_DENSE), x2, y2, config.train, "net2")
+
+    info: dict[str, object] = {
+        "subjects": [s.name for s in subjects],
+        "synthetic_subjects": len(all_subjects) - len(subjects),
+        "net1_patches": len(y1),
+        "net2_patches": len(y2),
+        "net1_false_positives": false_positives,
+        "net1_best_epoch": r1.best_epoch,
+        "net2_best_epoch": r2.best_epoch,
+        "net1_val_accuracy": round(r1.best_val_accuracy, 4),
+        "net2_val_accuracy": round(r2.best_val_accuracy, 4),
+        "fine_tuned_from": str(config.init) if config.init else None,
+    }
+    return CascadeTrainOutput(r1.net, r2.net, {"net1": r1, "net2": r2}, info)

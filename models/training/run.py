@@ -1,0 +1,62 @@
+"""``mslesion train``: load subjects, train the cascade, export a model folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from models.package import export_model_folder
+from models.training.cascade_train import CascadeTrainConfig, train_cascade
+from models.training.dataset import load_dataset
+from services.segmentation.manifest import Manifest, Thresholds
+
+log = logging.getLogger(__name__)
+
+
+def run_training(
+    data_dir: Path,
+    out: Path,
+    config: CascadeTrainConfig,
+    thresholds: Thresholds,
+    *,
+    name: str,
+    version: str,
+    subjects: list[str] | None = None,
+) -> Manifest:
+    """Train on every subject folder of ``data_dir`` (or ``subjects``) and export to ``out``."""
+    data = load_dataset(data_dir, config.modalities, only=subjects)
+    log.info("training on %d subjects: %s", len(data), ", ".join(s.name for s in data))
+    result = train_cascade(data, config)
+    train_cfg = asdict(config.train)
+    train_cfg.pop("progress", None)
+    training: dict[str, object] = {
+        "command": " ".join(["mslesion", *sys.argv[1:]]) if sys.argv else "",
+        "data_dir": str(data_dir),
+        "seed": config.train.seed,
+        "config": {
+            **train_cfg,
+            "candidate_flair_z": config.candidate_flair_z,
+            "net1_threshold": config.net1_threshold,
+            "max_lesion_voxels": config.max_lesion_voxels,
+            "synthetic_copies": config.synthetic_copies,
+            "lesions_per_copy": config.lesions_per_copy,
+        },
+        "python": platform.python_version(),
+        **result.info,
+    }
+    return export_model_folder(
+        result.net1,
+        result.net2,
+        out,
+        name=name,
+        version=version,
+        modalities=config.modalities,
+        spacing_mm=data[0].spacing,
+        thresholds=thresholds.model_copy(
+            update={"candidate_flair_z": config.candidate_flair_z, "net1": config.net1_threshold}
+        ),
+        training=training,
+    )

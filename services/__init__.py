@@ -1,0 +1,1 @@
+"""mslesion domain code, framework-free: used by the CLI, the gateway and the workers."""

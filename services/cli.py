@@ -1,0 +1,182 @@
+"""The ``mslesion`` command. Thin: parse arguments, call domain functions, report errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.config import Provider, get_settings
+from services.errors import MSLesionError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+log = logging.getLogger("mslesion")
+
+
+def _model(model_dir: Path | None, provider: Provider | None, tile: int | None = None):  # type: ignore[no-untyped-def]
+    from services.segmentation.cascade import CascadeModel
+
+    s = get_settings()
+    return CascadeModel(
+        model_dir or s.model_dir,
+        provider=provider or s.provider,
+        threads=s.intra_op_threads,
+        device_id=s.cuda_device_id,
+        tile=tile or s.tile_size,
+        tile_batch=s.tile_batch,
+    )
+
+
+@app.command()
+def infer(
+    flair: Annotated[Path, typer.Option(help="FLAIR NIfTI (co-registered, skull-stripped, 1 mm)")],
+    out: Annotated[Path, typer.Option(help="binary lesion mask to write (NIfTI)")],
+    t1: Annotated[Path | None, typer.Option(help="T1 NIfTI on the FLAIR's grid")] = None,
+    t2: Annotated[Path | None, typer.Option(help="T2 NIfTI on the FLAIR's grid")] = None,
+    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
+    prob: Annotated[Path | None, typer.Option(help="also write the probability map")] = None,
+    report: Annotated[Path | None, typer.Option(help="also write the lesion report (JSON)")] = None,
+    provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
+    method: Annotated[str, typer.Option(help="dense (serving) or patch (reference)")] = "dense",
+) -> None:
+    """Segment MS lesions in preprocessed NIfTI images; outputs keep the input's grid."""
+    from services.segmentation.cascade import Method
+    from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
+
+    cascade = _model(model, provider)
+    volumes = load_inputs({"flair": flair, "t1": t1, "t2": t2}, cascade)
+    seg = segment_volumes(volumes, cascade, Method(method))
+    write_segmentation(seg, out, prob)
+    summary = {
+        "model": f"{cascade.manifest.name} {cascade.manifest.version}",
+        "provider": seg.provider,
+        "timings_s": {k: round(v, 2) for k, v in seg.timings_s.items()},
+        **seg.report.model_dump(),
+    }
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(
+        f"{seg.report.lesion_count} lesions, {seg.report.total_volume_ml:.2f} ml "
+        f"({seg.provider}, {seg.timings_s['total_s']:.1f} s) -> {out}"
+    )
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[list[Path], typer.Option(help="predicted mask(s), one per case")],
+    truth: Annotated[list[Path], typer.Option(help="reference mask(s), same order")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write metrics as JSON")] = None,
+) -> None:
+    """Dice, lesion-wise TPR/precision/F1, volume difference and correlation."""
+    from services.segmentation.metrics import evaluate_files, format_table
+
+    if len(pred) != len(truth):
+        raise MSLesionError(f"{len(pred)} --pred but {len(truth)} --truth: give one of each per case")
+    summary = evaluate_files(list(zip(pred, truth, strict=True)))
+    typer.echo(format_table(summary))
+    if json_out is not None:
+        json_out.write_text(summary.model_dump_json(indent=2) + "\n")
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="one folder per subject: FLAIR, T1, T2, lesion_mask")],
+    out: Annotated[Path, typer.Option(help="model folder to write")],
+    modalities: Annotated[str, typer.Option(help="input channels, FLAIR first")] = "flair,t1",
+    init: Annotated[Path | None, typer.Option(help="fine-tune this model (dense layers only)")] = None,
+    subjects: Annotated[str | None, typer.Option(help="comma-separated subset of subject folders")] = None,
+    seed: int = 42,
+    max_epochs: int = 30,
+    patience: int = 5,
+    batch_size: int = 128,
+    max_lesion_voxels: Annotated[int, typer.Option(help="per subject and net (0: all)")] = 10_000,
+    synthetic_copies: Annotated[int, typer.Option(help="copies per subject with real lesion shapes pasted in")] = 0,
+    lesions_per_copy: int = 25,
+    lesion_bank: Annotated[Path | None, typer.Option(help="lesion bank .npz (see docs/MODEL_CARD)")] = None,
+    t_bin: float = 0.5,
+    l_min: int = 10,
+    name: str = "custom",
+    version: str = "0.1.0",
+    quiet: bool = False,
+) -> None:
+    """Train (or fine-tune) the two-net cascade and export it to ONNX with a manifest."""
+    try:
+        from models.training.cascade_train import CascadeTrainConfig
+        from models.training.run import run_training
+        from models.training.trainer import TrainConfig
+    except ImportError as exc:
+        raise MSLesionError(f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})") from exc
+    from services.segmentation.manifest import Thresholds
+
+    config = CascadeTrainConfig(
+        modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
+        train=TrainConfig(batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+                          seed=seed, progress=not quiet),
+        max_lesion_voxels=max_lesion_voxels or None,
+        synthetic_copies=synthetic_copies,
+        lesions_per_copy=lesions_per_copy,
+        lesion_bank=lesion_bank,
+        init=init,
+    )
+    manifest = run_training(
+        data_dir, out, config, Thresholds(t_bin=t_bin, l_min=l_min), name=name, version=version,
+        subjects=subjects.split(",") if subjects else None,
+    )
+    typer.echo(f"model {manifest.name} {manifest.version} written to {out}")
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Argument(help="folder to write subject folders into")],
+    subjects: int = 1,
+    seed: int = 0,
+) -> None:
+    """Write synthetic brain-like phantoms with lesions (FLAIR/T1/T2/lesion_mask NIfTI)."""
+    from services.phantom import write_phantom_dataset
+
+    for folder in write_phantom_dataset(out, n_subjects=subjects, seed=seed):
+        typer.echo(str(folder))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("demo-out"),
+    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
+) -> None:
+    """End to end on a synthetic phantom: write it, segment it, score it against its truth."""
+    from services.segmentation.cascade import Method
+    from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
+    from services.segmentation.metrics import evaluate_files, format_table
+    from services.phantom import write_phantom_dataset
+
+    cascade = _model(model, None)
+    subject = write_phantom_dataset(out / "phantom", n_subjects=1, seed=7)[0]
+    paths = {m: subject / f"{m.upper()}.nii.gz" for m in cascade.manifest.modalities}
+    seg = segment_volumes(load_inputs(paths, cascade), cascade, Method.DENSE)
+    mask_path = out / "lesion_mask_pred.nii.gz"
+    write_segmentation(seg, mask_path, out / "lesion_prob.nii.gz")
+    typer.echo(f"model {cascade.manifest.name} {cascade.manifest.version} on {seg.provider}: "
+               f"{seg.report.lesion_count} lesions, {seg.report.total_volume_ml:.2f} ml "
+               f"in {seg.timings_s['total_s']:.1f} s")
+    typer.echo(format_table(evaluate_files([(mask_path, subject / "lesion_mask.nii.gz")])))
+    typer.echo(f"outputs in {out}")
+
+
+def main() -> None:
+    """Entry point: domain errors become one readable line and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        app()
+    except MSLesionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The cascade rule on ONNX Runtime: net 1 proposes, net 2 removes false positives."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.config import Provider
+from services.errors import ModelError
+from services.segmentation import dense, patchwise
+from services.segmentation.inputs import candidate_mask, prepare_stack
+from services.segmentation.manifest import Manifest, NetRole, load_manifest
+from services.segmentation.runtime import create_session, session_provider
+
+log = logging.getLogger(__name__)
+
+
+class Method(StrEnum):
+    """How the nets are evaluated."""
+
+    DENSE = "dense"  # fully-convolutional, tiled: serving
+    PATCH = "patch"  # the seed method's patch-by-patch scoring: reference and benchmarks
+
+
+@dataclass
+class CascadeOutput:
+    """Probabilities and masks of one cascade run on the model's grid."""
+
+    prob1: np.ndarray  # net 1 at candidate voxels
+    prob: np.ndarray  # final probability: net 2 at voxels net 1 flagged, 0 elsewhere
+    candidates: np.ndarray
+    flagged: np.ndarray
+    brain: np.ndarray
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class CascadeModel:
+    """A verified model folder with ONNX sessions created once and reused."""
+
+    def __init__(
+        self,
+        folder: Path,
+        provider: Provider = Provider.AUTO,
+        threads: int = 0,
+        device_id: int = 0,
+        tile: int = 40,
+        tile_batch: int = 1,
+    ) -> None:
+        self.folder = folder
+        self.manifest: Manifest = load_manifest(folder, verify=True)
+        self.provider, self.threads, self.device_id = provider, threads, device_id
+        self.tile, self.tile_batch = tile, tile_batch
+        self._sessions: dict[NetRole, Any] = {}
+        for role in (NetRole.NET1_DENSE, NetRole.NET2_DENSE):
+            self._check_channels(role, self.session(role))
+
+    def session(self, role: NetRole) -> Any:
+        """The ONNX Runtime session of one net, created on first use."""
+        if role not in self._sessions:
+            path = self.manifest.file_path(self.folder, role)
+            self._sessions[role] = create_session(
+                path, self.provider, self.threads, self.device_id
+            )
+        return self._sessions[role]
+
+    @property
+    def provider_used(self) -> str:
+        """The execution provider the dense sessions actually run on."""
+        return session_provider(self.session(NetRole.NET1_DENSE))
+
+    def _check_channels(self, role: NetRole, session: Any) -> None:
+        channels = session.get_inputs()[0].shape[1]
+        if channels != len(self.manifest.modalities):
+            raise ModelError(
+                f"{self.folder}: {role.value} takes {channels} channels but the manifest lists "
+                f"{len(self.manifest.modalities)} modalities {self.manifest.modalities}"
+            )
+
+    def _score(self, net: int, method: Method, stack: np.ndarray, roi: np.ndarray) -> np.ndarray:
+        if method is Method.DENSE:
+            role = NetRole.NET1_DENSE if net == 1 else NetRole.NET2_DENSE
+            return dense.dense_predict(
+                self.session(role), stack, roi, self.tile, self.tile_batch
+            )
+        role = NetRole.NET1_PATCH if net == 1 else NetRole.NET2_PATCH
+        return patchwise.patchwise_volume(self.session(role), stack, roi)
+
+    def predict_stack(
+        self,
+        stack: np.ndarray,
+        brain: np.ndarray,
+        method: Method = Method.DENSE,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> CascadeOutput:
+        """Run the cascade on a normalised (C, X, Y, Z) stack."""
+        th = self.manifest.thresholds
+        timings: dict[str, float] = {}
+        candidates = candidate_mask(stack, brain, th.candidate_flair_z)
+        t0 = time.perf_counter()
+        if on_stage:
+            on_stage("net1")
+        prob1 = self._score(1, method, stack, candidates)
+        timings["net1_s"] = time.perf_counter() - t0
+        flagged = prob1 > th.net1
+        t0 = time.perf_counter()
+        if on_stage:
+            on_stage("net2")
+        prob = self._score(2, method, stack, flagged)
+        timings["net2_s"] = time.perf_counter() - t0
+        log.info(
+            "cascade (%s, %s): %d candidates, %d flagged by net 1, %.1f s",
+            method.value, self.provider_used, int(candidates.sum()), int(flagged.sum()),
+            sum(timings.values()),
+        )
+        return CascadeOutput(prob1, prob, candidates, flagged, brain, timings)
+
+    def predict(
+        self, images: Mapping[str, np.ndarray], method: Method = Method.DENSE
+    ) -> CascadeOutput:
+        """Validate and normalise ``images`` (modality name → 3D array), then run the cascade."""
+        stack, brain = prepare_stack(images, self.manifest.modalities)
+        return self.predict_stack(stack, brain, method)

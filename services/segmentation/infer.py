@@ -1,0 +1,74 @@
+"""Segment co-registered, skull-stripped NIfTI images with a cascade model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.errors import InputError
+from services.imaging.nifti import Volume, check_same_grid, load_volume, save_like
+from services.segmentation.cascade import CascadeModel, Method
+from services.segmentation.postprocess import LesionReport, binarise, describe_lesions
+
+SPACING_TOL_MM = 0.05
+
+
+@dataclass
+class Segmentation:
+    """The outputs of one inference on the input's own grid."""
+
+    reference: Volume
+    prob: np.ndarray
+    mask: np.ndarray
+    report: LesionReport
+    provider: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def load_inputs(paths: dict[str, Path], model: CascadeModel) -> dict[str, Volume]:
+    """Load one NIfTI per modality the model takes and check they share one grid and spacing."""
+    wanted = [m.lower() for m in model.manifest.modalities]
+    given = {k.lower(): v for k, v in paths.items() if v is not None}
+    missing = [m for m in wanted if m not in given]
+    extra = [m for m in given if m not in wanted]
+    if missing or extra:
+        raise InputError(
+            f"model {model.manifest.name} takes {', '.join(wanted)}"
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (f"; not used by this model: {', '.join(extra)}" if extra else "")
+        )
+    volumes = {m: load_volume(given[m]) for m in wanted}
+    check_same_grid(volumes)
+    spacing = volumes[wanted[0]].spacing
+    if not np.allclose(spacing, model.manifest.spacing_mm, atol=SPACING_TOL_MM):
+        raise InputError(
+            f"images have voxel spacing {tuple(round(s, 3) for s in spacing)} mm but the model "
+            f"expects {model.manifest.spacing_mm} mm (resample first, or use `mslesion segment`)"
+        )
+    return volumes
+
+
+def segment_volumes(
+    volumes: dict[str, Volume], model: CascadeModel, method: Method = Method.DENSE
+) -> Segmentation:
+    """Run the cascade and post-processing; outputs stay on the first modality's grid."""
+    t0 = time.perf_counter()
+    out = model.predict({k: v.data for k, v in volumes.items()}, method)
+    th = model.manifest.thresholds
+    t1 = time.perf_counter()
+    mask = binarise(out.prob, th.t_bin, th.l_min)
+    reference = volumes[model.manifest.modalities[0].lower()]
+    report = describe_lesions(mask, out.prob, reference.affine)
+    timings = {**out.timings_s, "postprocess_s": time.perf_counter() - t1}
+    timings["total_s"] = time.perf_counter() - t0
+    return Segmentation(reference, out.prob, mask, report, model.provider_used, timings)
+
+
+def write_segmentation(seg: Segmentation, mask_path: Path, prob_path: Path | None) -> None:
+    """Write the binary mask (uint8) and optionally the probability map (float32)."""
+    save_like(seg.reference, seg.mask, mask_path, np.uint8)
+    if prob_path is not None:
+        save_like(seg.reference, seg.prob, prob_path, np.float32)

@@ -1,0 +1,1 @@
+"""Celery workers — built by the PACS-node issue."""
