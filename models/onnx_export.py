@@ -118,7 +118,8 @@ def load_net_from_onnx(path: Path) -> CascadeNet:
         in_channels=int(w1.shape[1]), conv1=int(w1.shape[0]), conv2=int(w2.shape[0]),
         dense=int(f1.shape[0]),
     )
-    eps = {n.input[1].split(".")[0]: a.f for n in model.graph.node
+    # ONNX stores epsilon as float32: round back to the float64 value torch was given.
+    eps = {n.input[1].split(".")[0]: float(f"{a.f:.7g}") for n in model.graph.node
            if n.op_type == "BatchNormalization" for a in n.attribute if a.name == "epsilon"}
     for name, bn in (("bn1", net.bn1), ("bn2", net.bn2)):
         bn.eps = eps.get(name, bn.eps)

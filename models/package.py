@@ -63,6 +63,7 @@ def export_model_folder(
             for p in keep:  # model card and other docs survive a re-export
                 shutil.move(str(p), staging / p.name)
             shutil.rmtree(out)
+        staging.chmod(0o755)  # mkdtemp creates 0700; a model folder is meant to be shared
         staging.rename(out)
         return manifest
     except BaseException:

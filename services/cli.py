@@ -130,6 +130,20 @@ def train(
     typer.echo(f"model {manifest.name} {manifest.version} written to {out}")
 
 
+@app.command("lesion-bank")
+def lesion_bank_cmd(
+    masks_dir: Annotated[Path, typer.Argument(help="one folder per patient with consensus_gt.nii.gz and brainmask.nii.gz")],
+    out: Annotated[Path, typer.Option(help="bank file to write (.npz)")],
+    exclude: Annotated[str, typer.Option(help="comma-separated patients never used (the training patients)")] = "patient07,patient19,patient26",
+) -> None:
+    """Harvest real lesion shapes for lesion-synthesis augmentation (``train --lesion-bank``)."""
+    from models.training.lesion_bank import build_lesion_bank
+
+    bank = build_lesion_bank(masks_dir, exclude=frozenset(e for e in exclude.split(",") if e))
+    bank.save(out)
+    typer.echo(f"{len(bank)} lesions from {len(set(bank.patient_of))} patients -> {out}")
+
+
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Argument(help="folder to write subject folders into")],

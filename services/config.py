@@ -43,6 +43,18 @@ class Settings(BaseSettings):
         default=40, ge=8, le=256, description="Edge of the output tile of dense inference, voxels."
     )
     tile_batch: int = Field(default=1, ge=1, le=64, description="Tiles per ONNX Runtime call.")
+    series_rules: Path | None = Field(
+        default=None,
+        description="Site override of the series-selection rules (YAML); default: shipped rules.",
+    )
+    uid_root: str = Field(
+        default="1.2.826.0.1.3680043.10.1449.",
+        description="DICOM UID root for the SEG/SR this node creates (end with a dot).",
+    )
+    manufacturer: str = Field(default="mslesion project", description="(0008,0070) of outputs")
+    manufacturer_model_name: str = Field(default="mslesion", description="(0008,1090) of outputs")
+    device_serial_number: str = Field(default="0001", description="(0018,1000) of outputs")
+    institution_name: str | None = Field(default=None, description="(0008,0080) of outputs")
     shared_data_dir: Path = Field(
         default=REPO_ROOT.parent / "shared" / "data",
         description="Real MRI used by tests and training (never copied into the repo).",

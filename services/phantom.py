@@ -473,9 +473,9 @@ def _bounding_box(mask: _BoolArray, margin: int) -> tuple[slice, slice, slice]:
 
 def _place_lesions(
     tissue: _UInt8Array, ventricles: _BoolArray, n_lesions: int, rng: np.random.Generator
-) -> npt.NDArray[np.int16]:
+) -> npt.NDArray[np.int32]:
     """Return a map of lesion ids (1..n_lesions, 0 elsewhere)."""
-    lesion_ids = np.zeros(tissue.shape, dtype=np.int16)
+    lesion_ids = np.zeros(tissue.shape, dtype=np.int32)
     if n_lesions == 0:
         return lesion_ids
     # Distance transforms dominate the cost; the brain's bounding box (plus a background
@@ -534,7 +534,7 @@ def _render(
     modality: str,
     tissue: _UInt8Array,
     brain: _BoolArray,
-    lesion_ids: npt.NDArray[np.int16],
+    lesion_ids: npt.NDArray[np.int32],
     severity: _Float64Array,
     rng: np.random.Generator,
 ) -> _Float32Array:

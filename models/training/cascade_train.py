@@ -12,7 +12,7 @@ from models.network import CascadeNet
 from models.onnx_export import load_net_from_onnx
 from models.training.dataset import Subject
 from models.training.sampling import net1_samples, net2_samples
-from models.training.torch_session import TorchDenseSession
+from models.training.torch_session import dense_session
 from models.training.trainer import TrainConfig, TrainResult, train_net
 from services.errors import InputError
 from services.segmentation.dense import dense_predict
@@ -128,7 +128,7 @@ def train_cascade(subjects: list[Subject], config: CascadeTrainConfig) -> Cascad
     r1 = train_net(_initial_net(config, NetRole.NET1_DENSE), x1, y1, config.train, "net1")
     del x1
 
-    session = TorchDenseSession(r1.net)
+    session = dense_session(r1.net)
     s2 = []
     false_positives = {}
     for ts in sets:

@@ -579,7 +579,7 @@ def paste_lesions(
             region = out_images[key][lsl]
             if np.issubdtype(region.dtype, np.integer):
                 new = np.rint(new)
-            region[...] = new.astype(region.dtype)
+            region[shape] = new[shape].astype(region.dtype)
         allowed[lsl][shape] = False
         out_mask[lsl][shape] = 1
         placed += 1

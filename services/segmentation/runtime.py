@@ -50,24 +50,26 @@ def requested_providers(provider: Provider, device_id: int = 0) -> list[Any]:
 
 
 def create_session(
-    path: Path, provider: Provider, threads: int = 0, device_id: int = 0
+    path: Path | bytes, provider: Provider, threads: int = 0, device_id: int = 0
 ) -> Any:
-    """Create an inference session and log the provider it actually runs on."""
+    """Create an inference session (from a file or serialised model bytes) and log the
+    provider it actually runs on."""
     ort = _ort()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        str(path), sess_options=options, providers=requested_providers(provider, device_id)
+        path if isinstance(path, bytes) else str(path), sess_options=options, providers=requested_providers(provider, device_id)
     )
     used = session.get_providers()[0]
+    name = "<in-memory model>" if isinstance(path, bytes) else path.name
     if provider is Provider.CUDA and used != CUDA:
         raise ProviderError(
-            f"CUDA was required but the session for {path.name} fell back to {used} "
+            f"CUDA was required but the session for {name} fell back to {used} "
             "(no usable GPU or CUDA libraries)"
         )
-    log.info("onnx session %s runs on %s", path.name, used)
+    log.info("onnx session %s runs on %s", name, used)
     return session
 
 

@@ -37,6 +37,12 @@ def phantom() -> Phantom:
     return make_phantom(seed=7)
 
 
+def _load(path: Path) -> nib.Nifti1Image:
+    image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image), path
+    return image
+
+
 def _healthy_white_matter(p: Phantom) -> np.ndarray:
     return (p.tissue == WHITE_MATTER) & (p.mask == 0)
 
@@ -149,6 +155,12 @@ def test_mask_has_about_n_lesions_components(seed: int, n_lesions: int) -> None:
     assert n_lesions // 2 <= count <= n_lesions
 
 
+def test_lesions_do_not_touch_when_white_matter_has_room(phantom: Phantom) -> None:
+    # The default grid has room for 12 separate lesions: none may merge with another.
+    _, count = ndimage.label(phantom.mask, structure=CONNECTIVITY_26)
+    assert count == 12
+
+
 def test_lesion_sizes_are_in_the_documented_range(phantom: Phantom) -> None:
     labels, count = ndimage.label(phantom.mask, structure=CONNECTIVITY_26)
     sizes = np.bincount(labels.ravel())[1:]
@@ -185,7 +197,7 @@ def test_bad_arguments_raise_input_error_naming_the_value(
 def test_written_files_load_back_identically(phantom: Phantom, tmp_path: Path) -> None:
     paths = write_phantom(phantom, tmp_path / "subject")
     assert set(paths) == set(FILE_NAMES)
-    expected = {
+    expected: dict[str, np.ndarray] = {
         "FLAIR": phantom.flair,
         "T1": phantom.t1,
         "T2": phantom.t2,
@@ -193,7 +205,7 @@ def test_written_files_load_back_identically(phantom: Phantom, tmp_path: Path) -
     }
     for name, path in paths.items():
         assert path == tmp_path / "subject" / FILE_NAMES[name]
-        image = nib.load(path)
+        image = _load(path)
         data = np.asanyarray(image.dataobj)
         assert data.dtype == expected[name].dtype, name
         assert np.array_equal(data, expected[name]), name
@@ -207,10 +219,10 @@ def test_written_files_load_back_identically(phantom: Phantom, tmp_path: Path) -
 def test_dataset_writes_one_distinct_folder_per_subject(tmp_path: Path) -> None:
     folders = write_phantom_dataset(tmp_path, n_subjects=3, shape=SMALL_SHAPE, seed=4, n_lesions=4)
     assert [f.name for f in folders] == ["subject01", "subject02", "subject03"]
-    flairs = []
+    flairs: list[np.ndarray] = []
     for folder in folders:
         assert sorted(p.name for p in folder.iterdir()) == sorted(FILE_NAMES.values())
-        flairs.append(np.asanyarray(nib.load(folder / "FLAIR.nii.gz").dataobj))
+        flairs.append(np.asanyarray(_load(folder / "FLAIR.nii.gz").dataobj))
     assert not np.array_equal(flairs[0], flairs[1])
     assert not np.array_equal(flairs[1], flairs[2])
     # Subject k is make_phantom with the k-th dataset seed.
@@ -238,8 +250,8 @@ def test_file_conventions_match_the_open_ms_training_data(phantom: Phantom, tmp_
         pytest.skip(f"{real_dir} is not available")
     paths = write_phantom(phantom, tmp_path)
     for name, path in paths.items():
-        real = nib.load(real_dir / FILE_NAMES[name])
-        synthetic = nib.load(path)
+        real = _load(real_dir / FILE_NAMES[name])
+        synthetic = _load(path)
         assert synthetic.get_data_dtype() == real.get_data_dtype(), name
         assert nib.aff2axcodes(synthetic.affine) == nib.aff2axcodes(real.affine), name
         assert np.allclose(synthetic.header.get_zooms(), real.header.get_zooms()), name
