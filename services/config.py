@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         description="Site override of the series-selection rules (YAML); default: shipped rules.",
     )
     uid_root: str = Field(
-        default="1.2.826.0.1.3680043.10.1449.",
+        default="1.2.826.0.1.3680043.8.498.",  # pydicom's root: sites set their own
         description="DICOM UID root for the SEG/SR this node creates (end with a dot).",
     )
     manufacturer: str = Field(default="mslesion project", description="(0008,0070) of outputs")
