@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.network import CascadeNet
 from models.onnx_export import load_net_from_onnx
@@ -102,6 +103,8 @@ def _gather(
 
 
 def _initial_net(config: CascadeTrainConfig, role: NetRole) -> CascadeNet:
+    # Seed here too: initial weights must not depend on what consumed torch's RNG before.
+    torch.manual_seed(config.train.seed + (1 if role is NetRole.NET1_DENSE else 2))
     if config.init is None:
         return CascadeNet(len(config.modalities))
     manifest = load_manifest(config.init, verify=True)
