@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from services.config import Provider, get_settings
+from services.imaging.nifti import load_volume
 from services.segmentation.cascade import CascadeModel
 from services.segmentation.dense import dense_predict
 from services.segmentation.inputs import candidate_mask, prepare_stack
 from services.segmentation.manifest import NetRole
 from services.segmentation.patchwise import patchwise_volume
-from services.imaging.nifti import load_volume
 
 
 def _load(subject: Path, modalities: list[str]) -> dict[str, np.ndarray]:
@@ -37,10 +37,13 @@ def _load(subject: Path, modalities: list[str]) -> dict[str, np.ndarray]:
     return {m: load_volume(subject / f"{names[m]}.nii.gz").data for m in modalities}
 
 
-def _worker(method: str, subject: str, model_dir: str, tile: int, repeats: int, q: mp.Queue) -> None:
+def _worker(
+    method: str, subject: str, model_dir: str, tile: int, repeats: int, q: mp.Queue
+) -> None:
     model = CascadeModel(Path(model_dir), provider=Provider.CPU, tile=tile)
-    stack, brain = prepare_stack(_load(Path(subject), model.manifest.modalities),
-                                 model.manifest.modalities)
+    stack, brain = prepare_stack(
+        _load(Path(subject), model.manifest.modalities), model.manifest.modalities
+    )
     th = model.manifest.thresholds
     roi1 = candidate_mask(stack, brain, th.candidate_flair_z)
     times: dict[str, list[float]] = {"net1": [], "net2": []}
@@ -60,15 +63,21 @@ def _worker(method: str, subject: str, model_dir: str, tile: int, repeats: int, 
             probs[f"{net}_voxels"] = int(roi.sum())
     np.save(f"/tmp/bench_{method}_net1.npy", probs["net1"])
     np.save(f"/tmp/bench_{method}_net2.npy", probs["net2"])
-    q.put({"times": times, "voxels": {k: probs[f"{k}_voxels"] for k in ("net1", "net2")},
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "shape": list(stack.shape[1:])})
+    q.put(
+        {
+            "times": times,
+            "voxels": {k: probs[f"{k}_voxels"] for k in ("net1", "net2")},
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "shape": list(stack.shape[1:]),
+        }
+    )
 
 
 def _run(method: str, args: argparse.Namespace, repeats: int) -> dict:
     q: mp.Queue = mp.Queue()
     p = mp.get_context("fork").Process(
-        target=_worker, args=(method, str(args.subject), str(args.model), args.tile, repeats, q))
+        target=_worker, args=(method, str(args.subject), str(args.model), args.tile, repeats, q)
+    )
     p.start()
     result = q.get()
     p.join()
@@ -79,8 +88,9 @@ def main() -> None:
     """Run both methods, print a markdown table and optionally write JSON."""
     s = get_settings()
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--subject", type=Path,
-                    default=s.shared_data_dir / "open-ms/cross_sectional/patient07")
+    ap.add_argument(
+        "--subject", type=Path, default=s.shared_data_dir / "open-ms/cross_sectional/patient07"
+    )
     ap.add_argument("--model", type=Path, default=s.model_dir)
     ap.add_argument("--tile", type=int, default=s.tile_size)
     ap.add_argument("--repeats", type=int, default=3)
@@ -88,21 +98,34 @@ def main() -> None:
     args = ap.parse_args()
     dense = _run("dense", args, args.repeats)
     patch = _run("patch", args, 1)
-    diff = {net: float(np.max(np.abs(np.load(f"/tmp/bench_dense_{net}.npy")
-                                      - np.load(f"/tmp/bench_patch_{net}.npy"))))
-            for net in ("net1", "net2")}
+    diff = {
+        net: float(
+            np.max(
+                np.abs(
+                    np.load(f"/tmp/bench_dense_{net}.npy") - np.load(f"/tmp/bench_patch_{net}.npy")
+                )
+            )
+        )
+        for net in ("net1", "net2")
+    }
     rows = {}
     for net in ("net1", "net2"):
         d = statistics.median(dense["times"][net])
         p = patch["times"][net][0]
-        rows[net] = {"voxels_scored": dense["voxels"][net], "dense_median_s": round(d, 2),
-                     "patch_s": round(p, 2), "speedup": round(p / d, 1),
-                     "max_abs_diff": diff[net]}
+        rows[net] = {
+            "voxels_scored": dense["voxels"][net],
+            "dense_median_s": round(d, 2),
+            "patch_s": round(p, 2),
+            "speedup": round(p / d, 1),
+            "max_abs_diff": diff[net],
+        }
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                   f"{os.cpu_count()} cores",
-        "volume": dense["shape"], "tile": args.tile, "subject": args.subject.name,
+        f"{os.cpu_count()} cores",
+        "volume": dense["shape"],
+        "tile": args.tile,
+        "subject": args.subject.name,
         "rows": rows,
         "dense_peak_rss_mb": round(dense["peak_rss_mb"]),
         "patch_peak_rss_mb": round(patch["peak_rss_mb"]),
@@ -112,10 +135,14 @@ def main() -> None:
     print("| net | voxels scored | dense (median) s | patch-wise s | speed-up | max abs Δp |")
     print("|---|---|---|---|---|---|")
     for net, r in rows.items():
-        print(f"| {net} | {r['voxels_scored']:,} | {r['dense_median_s']} | {r['patch_s']} | "
-              f"{r['speedup']}× | {r['max_abs_diff']:.1e} |")
-    print(f"peak RSS: dense {result['dense_peak_rss_mb']} MB, "
-          f"patch-wise {result['patch_peak_rss_mb']} MB")
+        print(
+            f"| {net} | {r['voxels_scored']:,} | {r['dense_median_s']} | {r['patch_s']} | "
+            f"{r['speedup']}× | {r['max_abs_diff']:.1e} |"
+        )
+    print(
+        f"peak RSS: dense {result['dense_peak_rss_mb']} MB, "
+        f"patch-wise {result['patch_peak_rss_mb']} MB"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

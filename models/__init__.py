@@ -1,1 +1,1 @@
-"""The lesion model: network, training (torch, [train] extra) and ONNX export; shipped model folders."""
+"""The lesion model: network, training and ONNX export (torch, [train] extra); shipped models."""

@@ -10,6 +10,7 @@ Both graphs output ``prob``: the softmax probability of the lesion class, shape 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,22 +37,35 @@ def _initializers(net: CascadeNet) -> list[onnx.TensorProto]:
 
 def _conv_block_nodes(net: CascadeNet, dense: bool) -> list[onnx.NodeProto]:
     """conv → BN → ReLU → pool, twice; pooling strides turn into dilations in the dense form."""
-    pool1 = {"kernel_shape": [2, 2, 2], "strides": [1, 1, 1] if dense else [2, 2, 2]}
-    conv2 = {"kernel_shape": [3, 3, 3], "dilations": [2, 2, 2] if dense else [1, 1, 1]}
-    pool2: dict[str, list[int]] = {"kernel_shape": [2, 2, 2]}
+    pool1: dict[str, Any] = {
+        "kernel_shape": [2, 2, 2],
+        "strides": [1, 1, 1] if dense else [2, 2, 2],
+    }
+    conv2: dict[str, Any] = {
+        "kernel_shape": [3, 3, 3],
+        "dilations": [2, 2, 2] if dense else [1, 1, 1],
+    }
+    pool2: dict[str, Any] = {"kernel_shape": [2, 2, 2]}
     pool2 |= {"strides": [1, 1, 1], "dilations": [2, 2, 2]} if dense else {"strides": [2, 2, 2]}
     nodes = []
+    conv1: dict[str, Any] = {"kernel_shape": [3, 3, 3]}
     for i, (src, conv_attrs, pool_attrs) in enumerate(
-        [(INPUT_NAME, {"kernel_shape": [3, 3, 3]}, pool1), ("p1", conv2, pool2)], start=1
+        [(INPUT_NAME, conv1, pool1), ("p1", conv2, pool2)], start=1
     ):
         bn = getattr(net, f"bn{i}")
         nodes += [
-            helper.make_node("Conv", [src, f"conv{i}.weight", f"conv{i}.bias"], [f"c{i}"],
-                             **conv_attrs),
+            helper.make_node(
+                "Conv", [src, f"conv{i}.weight", f"conv{i}.bias"], [f"c{i}"], **conv_attrs
+            ),
             helper.make_node(
                 "BatchNormalization",
-                [f"c{i}", f"bn{i}.weight", f"bn{i}.bias", f"bn{i}.running_mean",
-                 f"bn{i}.running_var"],
+                [
+                    f"c{i}",
+                    f"bn{i}.weight",
+                    f"bn{i}.bias",
+                    f"bn{i}.running_mean",
+                    f"bn{i}.running_var",
+                ],
                 [f"b{i}"],
                 epsilon=float(bn.eps),
             ),
@@ -66,8 +80,9 @@ def _head_nodes() -> list[onnx.NodeProto]:
     return [
         helper.make_node("Conv", ["p2", "fc1.weight", "fc1.bias"], ["f1"], kernel_shape=[1, 1, 1]),
         helper.make_node("Relu", ["f1"], ["h1"]),
-        helper.make_node("Conv", ["h1", "fc2.weight", "fc2.bias"], ["logits"],
-                         kernel_shape=[1, 1, 1]),
+        helper.make_node(
+            "Conv", ["h1", "fc2.weight", "fc2.bias"], ["logits"], kernel_shape=[1, 1, 1]
+        ),
         helper.make_node("Softmax", ["logits"], ["softmax"], axis=1),
         helper.make_node("Slice", ["softmax", "one", "two", "one"], [OUTPUT_NAME]),
     ]
@@ -115,12 +130,19 @@ def load_net_from_onnx(path: Path) -> CascadeNet:
     arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     w1, w2, f1 = arrays["conv1.weight"], arrays["conv2.weight"], arrays["fc1.weight"]
     net = CascadeNet(
-        in_channels=int(w1.shape[1]), conv1=int(w1.shape[0]), conv2=int(w2.shape[0]),
+        in_channels=int(w1.shape[1]),
+        conv1=int(w1.shape[0]),
+        conv2=int(w2.shape[0]),
         dense=int(f1.shape[0]),
     )
     # ONNX stores epsilon as float32: round back to the float64 value torch was given.
-    eps = {n.input[1].split(".")[0]: float(f"{a.f:.7g}") for n in model.graph.node
-           if n.op_type == "BatchNormalization" for a in n.attribute if a.name == "epsilon"}
+    eps = {
+        n.input[1].split(".")[0]: float(f"{a.f:.7g}")
+        for n in model.graph.node
+        if n.op_type == "BatchNormalization"
+        for a in n.attribute
+        if a.name == "epsilon"
+    }
     for name, bn in (("bn1", net.bn1), ("bn2", net.bn2)):
         bn.eps = eps.get(name, bn.eps)
     state = net.state_dict()

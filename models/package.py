@@ -43,8 +43,12 @@ def export_model_folder(
             (NetRole.NET1_PATCH, net1, False),
             (NetRole.NET2_PATCH, net2, False),
         ):
-            path = save_onnx(net, staging / f"{role.value}.onnx", dense,
-                             doc=f"mslesion {name} {version} {role.value}")
+            path = save_onnx(
+                net,
+                staging / f"{role.value}.onnx",
+                dense,
+                doc=f"mslesion {name} {version} {role.value}",
+            )
             files[role] = ModelFile(path=path.name, sha256=sha256_of(path))
         manifest = Manifest(
             name=name,
@@ -59,7 +63,9 @@ def export_model_folder(
         )
         write_manifest(staging, manifest)
         if out.exists():
-            keep = [p for p in out.iterdir() if p.suffix not in {".onnx"} and p.name != "manifest.json"]
+            keep = [
+                p for p in out.iterdir() if p.suffix not in {".onnx"} and p.name != "manifest.json"
+            ]
             for p in keep:  # model card and other docs survive a re-export
                 shutil.move(str(p), staging / p.name)
             shutil.rmtree(out)

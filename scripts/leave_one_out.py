@@ -35,8 +35,13 @@ def train_config(args: argparse.Namespace) -> CascadeTrainConfig:
     """The training options shared by every fold and by the shipped model."""
     return CascadeTrainConfig(
         modalities=["flair", "t1"],
-        train=TrainConfig(batch_size=args.batch_size, max_epochs=args.max_epochs,
-                          patience=args.patience, seed=args.seed, progress=False),
+        train=TrainConfig(
+            batch_size=args.batch_size,
+            max_epochs=args.max_epochs,
+            patience=args.patience,
+            seed=args.seed,
+            progress=False,
+        ),
         max_lesion_voxels=args.max_lesion_voxels,
         synthetic_copies=args.synthetic_copies,
         lesions_per_copy=args.lesions_per_copy,
@@ -66,8 +71,15 @@ def main() -> None:
     baseline = []
     for held in subjects:
         folder = args.out / held.name
-        run_training(args.data, folder, train_config(args), Thresholds(), name=f"loo-{held.name}",
-                     version="loo", subjects=[n for n in names if n != held.name])
+        run_training(
+            args.data,
+            folder,
+            train_config(args),
+            Thresholds(),
+            name=f"loo-{held.name}",
+            version="loo",
+            subjects=[n for n in names if n != held.name],
+        )
         model = CascadeModel(folder, provider=Provider.CPU)
         out = model.predict(held.images)
         voxel_ml = float(abs(np.linalg.det(held.affine[:3, :3]))) / 1000
@@ -86,8 +98,10 @@ def main() -> None:
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     for t, cases in per_t.items():
         m = summarise(cases).mean
-        print(f"t_bin {t}: Dice {m['dice']:.3f}  lesion F1 {m['lesion_f1']:.3f}  "
-              f"TPR {m['lesion_tpr']:.3f}  precision {m['lesion_precision']:.3f}")
+        print(
+            f"t_bin {t}: Dice {m['dice']:.3f}  lesion F1 {m['lesion_f1']:.3f}  "
+            f"TPR {m['lesion_tpr']:.3f}  precision {m['lesion_precision']:.3f}"
+        )
     m = summarise(baseline).mean
     print(f"baseline: Dice {m['dice']:.3f}  lesion F1 {m['lesion_f1']:.3f}")
 

@@ -6,18 +6,23 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from services.config import Provider, get_settings
 from services.errors import MSLesionError
 
+if TYPE_CHECKING:
+    from services.segmentation.cascade import CascadeModel
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("mslesion")
 
 
-def _model(model_dir: Path | None, provider: Provider | None, tile: int | None = None):  # type: ignore[no-untyped-def]
+def _model(
+    model_dir: Path | None, provider: Provider | None, tile: int | None = None
+) -> CascadeModel:
     from services.segmentation.cascade import CascadeModel
 
     s = get_settings()
@@ -48,7 +53,8 @@ def infer(
     from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
 
     cascade = _model(model, provider)
-    volumes = load_inputs({"flair": flair, "t1": t1, "t2": t2}, cascade)
+    given = {"flair": flair, "t1": t1, "t2": t2}
+    volumes = load_inputs({k: v for k, v in given.items() if v is not None}, cascade)
     seg = segment_volumes(volumes, cascade, Method(method))
     write_segmentation(seg, out, prob)
     summary = {
@@ -76,7 +82,9 @@ def evaluate(
     from services.segmentation.metrics import evaluate_files, format_table
 
     if len(pred) != len(truth):
-        raise MSLesionError(f"{len(pred)} --pred but {len(truth)} --truth: give one of each per case")
+        raise MSLesionError(
+            f"{len(pred)} --pred but {len(truth)} --truth: give one of each per case"
+        )
     summary = evaluate_files(list(zip(pred, truth, strict=True)))
     typer.echo(format_table(summary))
     if json_out is not None:
@@ -85,19 +93,29 @@ def evaluate(
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="one folder per subject: FLAIR, T1, T2, lesion_mask")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="one folder per subject: FLAIR, T1, T2, lesion_mask")
+    ],
     out: Annotated[Path, typer.Option(help="model folder to write")],
     modalities: Annotated[str, typer.Option(help="input channels, FLAIR first")] = "flair,t1",
-    init: Annotated[Path | None, typer.Option(help="fine-tune this model (dense layers only)")] = None,
-    subjects: Annotated[str | None, typer.Option(help="comma-separated subset of subject folders")] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="fine-tune this model (dense layers only)")
+    ] = None,
+    subjects: Annotated[
+        str | None, typer.Option(help="comma-separated subset of subject folders")
+    ] = None,
     seed: int = 42,
     max_epochs: int = 30,
     patience: int = 5,
     batch_size: int = 128,
     max_lesion_voxels: Annotated[int, typer.Option(help="per subject and net (0: all)")] = 10_000,
-    synthetic_copies: Annotated[int, typer.Option(help="copies per subject with real lesion shapes pasted in")] = 0,
+    synthetic_copies: Annotated[
+        int, typer.Option(help="copies per subject with real lesion shapes pasted in")
+    ] = 0,
     lesions_per_copy: int = 25,
-    lesion_bank: Annotated[Path | None, typer.Option(help="lesion bank .npz (see docs/MODEL_CARD)")] = None,
+    lesion_bank: Annotated[
+        Path | None, typer.Option(help="lesion bank .npz (see docs/MODEL_CARD)")
+    ] = None,
     t_bin: float = 0.5,
     l_min: int = 10,
     name: str = "custom",
@@ -110,13 +128,20 @@ def train(
         from models.training.run import run_training
         from models.training.trainer import TrainConfig
     except ImportError as exc:
-        raise MSLesionError(f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})") from exc
+        raise MSLesionError(
+            f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
+        ) from exc
     from services.segmentation.manifest import Thresholds
 
     config = CascadeTrainConfig(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
-        train=TrainConfig(batch_size=batch_size, max_epochs=max_epochs, patience=patience,
-                          seed=seed, progress=not quiet),
+        train=TrainConfig(
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+            progress=not quiet,
+        ),
         max_lesion_voxels=max_lesion_voxels or None,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
@@ -124,7 +149,12 @@ def train(
         init=init,
     )
     manifest = run_training(
-        data_dir, out, config, Thresholds(t_bin=t_bin, l_min=l_min), name=name, version=version,
+        data_dir,
+        out,
+        config,
+        Thresholds(t_bin=t_bin, l_min=l_min),
+        name=name,
+        version=version,
         subjects=subjects.split(",") if subjects else None,
     )
     typer.echo(f"model {manifest.name} {manifest.version} written to {out}")
@@ -132,9 +162,14 @@ def train(
 
 @app.command("lesion-bank")
 def lesion_bank_cmd(
-    masks_dir: Annotated[Path, typer.Argument(help="one folder per patient with consensus_gt.nii.gz and brainmask.nii.gz")],
+    masks_dir: Annotated[
+        Path,
+        typer.Argument(help="one folder per patient with consensus_gt.nii.gz and brainmask.nii.gz"),
+    ],
     out: Annotated[Path, typer.Option(help="bank file to write (.npz)")],
-    exclude: Annotated[str, typer.Option(help="comma-separated patients never used (the training patients)")] = "patient07,patient19,patient26",
+    exclude: Annotated[
+        str, typer.Option(help="comma-separated patients never used (the training patients)")
+    ] = "patient07,patient19,patient26",
 ) -> None:
     """Harvest real lesion shapes for lesion-synthesis augmentation (``train --lesion-bank``)."""
     from models.training.lesion_bank import build_lesion_bank
@@ -163,10 +198,10 @@ def demo(
     model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
 ) -> None:
     """End to end on a synthetic phantom: write it, segment it, score it against its truth."""
+    from services.phantom import write_phantom_dataset
     from services.segmentation.cascade import Method
     from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
     from services.segmentation.metrics import evaluate_files, format_table
-    from services.phantom import write_phantom_dataset
 
     cascade = _model(model, None)
     subject = write_phantom_dataset(out / "phantom", n_subjects=1, seed=7)[0]
@@ -174,17 +209,20 @@ def demo(
     seg = segment_volumes(load_inputs(paths, cascade), cascade, Method.DENSE)
     mask_path = out / "lesion_mask_pred.nii.gz"
     write_segmentation(seg, mask_path, out / "lesion_prob.nii.gz")
-    typer.echo(f"model {cascade.manifest.name} {cascade.manifest.version} on {seg.provider}: "
-               f"{seg.report.lesion_count} lesions, {seg.report.total_volume_ml:.2f} ml "
-               f"in {seg.timings_s['total_s']:.1f} s")
+    typer.echo(
+        f"model {cascade.manifest.name} {cascade.manifest.version} on {seg.provider}: "
+        f"{seg.report.lesion_count} lesions, {seg.report.total_volume_ml:.2f} ml "
+        f"in {seg.timings_s['total_s']:.1f} s"
+    )
     typer.echo(format_table(evaluate_files([(mask_path, subject / "lesion_mask.nii.gz")])))
     typer.echo(f"outputs in {out}")
 
 
 def main() -> None:
     """Entry point: domain errors become one readable line and exit status 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         app()
     except MSLesionError as exc:

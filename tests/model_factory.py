@@ -23,8 +23,12 @@ def random_net(channels: int, seed: int) -> CascadeNet:
     return net.eval()
 
 
-def random_model(folder: Path, modalities: tuple[str, ...] = ("flair", "t1"), seed: int = 0,
-                 thresholds: Thresholds | None = None) -> Path:
+def random_model(
+    folder: Path,
+    modalities: tuple[str, ...] = ("flair", "t1"),
+    seed: int = 0,
+    thresholds: Thresholds | None = None,
+) -> Path:
     """Export a cascade of two random nets to ``folder``; returns the folder."""
     export_model_folder(
         random_net(len(modalities), seed),

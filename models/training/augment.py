@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, intensity: float = 0.1) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator, intensity: float = 0.1
+) -> torch.Tensor:
     """Random flips along each spatial axis (two flips = a 180° rotation) and, per patch and
     channel, a random gain and offset of relative size ``intensity`` (scanner contrast drift
     after z-scoring). ``x`` is (N, C, 11, 11, 11)."""

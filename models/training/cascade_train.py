@@ -29,7 +29,7 @@ class CascadeTrainConfig:
     """Everything that decides what the cascade learns."""
 
     modalities: list[str]
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig = field(default_factory=TrainConfig)
     candidate_flair_z: float = 0.5
     net1_threshold: float = 0.5
     max_lesion_voxels: int | None = 10_000  # per subject and net, bounds CPU time

@@ -79,7 +79,9 @@ def load_subject(folder: Path, modalities: list[str]) -> Subject:
     )
 
 
-def load_dataset(data_dir: Path, modalities: list[str], only: list[str] | None = None) -> list[Subject]:
+def load_dataset(
+    data_dir: Path, modalities: list[str], only: list[str] | None = None
+) -> list[Subject]:
     """Every subject folder under ``data_dir`` (sorted); all must share one voxel spacing."""
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -13,6 +14,8 @@ from tqdm import tqdm
 
 from models.network import CascadeNet
 from models.training.augment import augment_batch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class TrainResult:
 
 def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     order = rng.permutation(n)
-    n_val = max(1, int(round(n * fraction))) if n > 1 else 0
+    n_val = max(1, round(n * fraction)) if n > 1 else 0
     return order[n_val:], order[:n_val]
 
 
@@ -75,8 +78,12 @@ def train_net(
     for epoch in range(1, config.max_epochs + 1):
         net.train()
         order = torch.from_numpy(rng.permutation(train_idx))
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"{desc} epoch {epoch}",
-                   disable=not config.progress, leave=False)
+        bar = tqdm(
+            range(0, len(order), config.batch_size),
+            desc=f"{desc} epoch {epoch}",
+            disable=not config.progress,
+            leave=False,
+        )
         running = 0.0
         for step, i in enumerate(bar, start=1):
             idx = order[i : i + config.batch_size]
@@ -90,11 +97,19 @@ def train_net(
             running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
         val_loss, val_acc = _evaluate(net, x_val, y_val, 1024)
-        best.history.append({"epoch": epoch, "train_loss": running / max(1, len(bar)),
-                             "val_loss": val_loss, "val_accuracy": val_acc})
-        if config.progress:
-            tqdm.write(f"{desc} epoch {epoch}: train loss {running / max(1, len(bar)):.4f}, "
-                       f"val loss {val_loss:.4f}, val acc {val_acc:.3f}")
+        best.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": running / max(1, len(bar)),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+            }
+        )
+        line = (
+            f"{desc} epoch {epoch}: train loss {running / max(1, len(bar)):.4f}, "
+            f"val loss {val_loss:.4f}, val acc {val_acc:.3f}"
+        )
+        tqdm.write(line) if config.progress else log.info(line)
         if val_loss < best.best_val_loss:
             best.net, best.best_epoch = copy.deepcopy(net), epoch
             best.best_val_loss, best.best_val_accuracy = val_loss, val_acc

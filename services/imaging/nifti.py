@@ -47,7 +47,9 @@ def load_volume(path: Path, dtype: type = np.float32) -> Volume:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3D image, got shape {data.shape}")
-    header = img.header.copy()  # type: ignore[attr-defined]
+    header = img.header.copy()
+    if not isinstance(header, nib.Nifti1Header):  # e.g. Analyze: convert so qform/sform exist
+        header = nib.Nifti1Header.from_header(header)
     return Volume(data=data, affine=img.affine.copy(), header=header, path=path)  # type: ignore[attr-defined]
 
 

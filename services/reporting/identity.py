@@ -6,6 +6,8 @@ algorithm and disclaimer.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from importlib import metadata
 from typing import cast
 
@@ -25,6 +27,7 @@ SR_SERIES_NUMBER = 9002
 ALGORITHM_FAMILY = Code("123110", "DCM", "Artificial Intelligence")
 
 _PACKAGE = "mslesion"
+_MAX_CODE_VALUE_CHARS = 16  # VR SH of Code Value (0008,0100)
 _TYPE2_STUDY_KEYWORDS = (
     "PatientID",
     "PatientName",
@@ -49,7 +52,11 @@ def device_uid(settings: Settings) -> UID:
     Derived from manufacturer, model and serial number, so one installation always reports
     under the same observer UID (PACS can group reports by device) without storing state.
     """
-    sources = [settings.manufacturer, settings.manufacturer_model_name, settings.device_serial_number]
+    sources = [
+        settings.manufacturer,
+        settings.manufacturer_model_name,
+        settings.device_serial_number,
+    ]
     return generate_uid(prefix=settings.uid_root, entropy_srcs=sources)
 
 
@@ -91,3 +98,45 @@ def with_study_defaults(dataset: Dataset) -> Dataset:
     for keyword in missing:
         setattr(patched, keyword, None)
     return patched
+
+
+def repair_long_code_values(dataset: Dataset) -> int:
+    """Move code values over 16 characters to Long Code Value (0008,0119); return how many.
+
+    highdicom copies patient attributes such as the De-identification Method Code Sequence
+    from the source, and de-identification tools write private code values too long for
+    Code Value's VR, which makes validators report an error in our output. DICOM puts such
+    codes in Long Code Value. Sequences are deep-copied before the repair because the
+    copied elements are shared with the caller's source datasets.
+    """
+    repaired = 0
+    for element in list(dataset):
+        if element.VR == "SQ" and _has_long_code_value(element.value):
+            fixed = copy.deepcopy(element)
+            repaired += _move_long_code_values(fixed.value)
+            dataset[element.tag] = fixed
+    return repaired
+
+
+def _has_long_code_value(items: Sequence[Dataset]) -> bool:
+    """Whether any item, at any depth, has a Code Value longer than SH allows."""
+    for item in items:
+        if len(str(item.get("CodeValue", ""))) > _MAX_CODE_VALUE_CHARS:
+            return True
+        if any(e.VR == "SQ" and _has_long_code_value(e.value) for e in item):
+            return True
+    return False
+
+
+def _move_long_code_values(items: Sequence[Dataset]) -> int:
+    """In place: Code Value -> Long Code Value where too long; count the moves."""
+    moved = 0
+    for item in items:
+        if len(str(item.get("CodeValue", ""))) > _MAX_CODE_VALUE_CHARS:
+            item.LongCodeValue = str(item.CodeValue)
+            del item.CodeValue
+            moved += 1
+        for element in item:
+            if element.VR == "SQ":
+                moved += _move_long_code_values(element.value)
+    return moved

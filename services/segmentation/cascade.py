@@ -65,9 +65,7 @@ class CascadeModel:
         """The ONNX Runtime session of one net, created on first use."""
         if role not in self._sessions:
             path = self.manifest.file_path(self.folder, role)
-            self._sessions[role] = create_session(
-                path, self.provider, self.threads, self.device_id
-            )
+            self._sessions[role] = create_session(path, self.provider, self.threads, self.device_id)
         return self._sessions[role]
 
     @property
@@ -86,9 +84,7 @@ class CascadeModel:
     def _score(self, net: int, method: Method, stack: np.ndarray, roi: np.ndarray) -> np.ndarray:
         if method is Method.DENSE:
             role = NetRole.NET1_DENSE if net == 1 else NetRole.NET2_DENSE
-            return dense.dense_predict(
-                self.session(role), stack, roi, self.tile, self.tile_batch
-            )
+            return dense.dense_predict(self.session(role), stack, roi, self.tile, self.tile_batch)
         role = NetRole.NET1_PATCH if net == 1 else NetRole.NET2_PATCH
         return patchwise.patchwise_volume(self.session(role), stack, roi)
 
@@ -116,7 +112,10 @@ class CascadeModel:
         timings["net2_s"] = time.perf_counter() - t0
         log.info(
             "cascade (%s, %s): %d candidates, %d flagged by net 1, %.1f s",
-            method.value, self.provider_used, int(candidates.sum()), int(flagged.sum()),
+            method.value,
+            self.provider_used,
+            int(candidates.sum()),
+            int(flagged.sum()),
             sum(timings.values()),
         )
         return CascadeOutput(prob1, prob, candidates, flagged, brain, timings)

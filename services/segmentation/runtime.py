@@ -60,7 +60,9 @@ def create_session(
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        path if isinstance(path, bytes) else str(path), sess_options=options, providers=requested_providers(provider, device_id)
+        path if isinstance(path, bytes) else str(path),
+        sess_options=options,
+        providers=requested_providers(provider, device_id),
     )
     used = session.get_providers()[0]
     name = "<in-memory model>" if isinstance(path, bytes) else path.name

@@ -33,7 +33,7 @@ def test_dense_equals_patchwise_in_torch(seed: int) -> None:
         dense = torch.softmax(net.dense_forward(vol), 1)[0, 1]
         # the last dense row needs a 10-voxel patch (its 11th row is unused): stay inside
         starts = [tuple(rng.integers(0, s - 1) for s in dense.shape) for _ in range(200)]
-        patches = torch.stack([vol[0, :, a:a + 11, b:b + 11, c:c + 11] for a, b, c in starts])
+        patches = torch.stack([vol[0, :, a : a + 11, b : b + 11, c : c + 11] for a, b, c in starts])
         patch = torch.softmax(net(patches), 1)[:, 1]
     expected = torch.stack([dense[s] for s in starts])
     assert torch.max(torch.abs(patch - expected)).item() <= 1e-5

@@ -18,8 +18,12 @@ SHAPE = (40, 44, 36)
 
 
 def mslesion(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,21 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_infer_writes_outputs_on_the_input_grid(subject: Path, model: Path, tmp_path: Path) -> None:
     out, prob, report = tmp_path / "mask.nii.gz", tmp_path / "prob.nii.gz", tmp_path / "r.json"
-    res = mslesion("infer", "--flair", subject / "FLAIR.nii.gz", "--t1", subject / "T1.nii.gz",
-                   "--model", model, "--out", out, "--prob", prob, "--report", report)
+    res = mslesion(
+        "infer",
+        "--flair",
+        subject / "FLAIR.nii.gz",
+        "--t1",
+        subject / "T1.nii.gz",
+        "--model",
+        model,
+        "--out",
+        out,
+        "--prob",
+        prob,
+        "--report",
+        report,
+    )
     assert res.returncode == 0, res.stderr
     ref = nib.load(str(subject / "FLAIR.nii.gz"))
     for path, dtype in ((out, np.uint8), (prob, np.float32)):
@@ -51,17 +68,37 @@ def test_infer_writes_outputs_on_the_input_grid(subject: Path, model: Path, tmp_
     assert "CPUExecutionProvider" in res.stderr  # the provider actually used is logged
 
 
-def test_infer_without_required_modality_fails_clearly(subject: Path, model: Path, tmp_path: Path) -> None:
-    res = mslesion("infer", "--flair", subject / "FLAIR.nii.gz", "--model", model,
-                   "--out", tmp_path / "m.nii.gz")
+def test_infer_without_required_modality_fails_clearly(
+    subject: Path, model: Path, tmp_path: Path
+) -> None:
+    res = mslesion(
+        "infer",
+        "--flair",
+        subject / "FLAIR.nii.gz",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "m.nii.gz",
+    )
     assert res.returncode == 2
     assert "missing: t1" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "m.nii.gz").exists()
 
 
 def test_infer_extra_channel_fails_clearly(subject: Path, model: Path, tmp_path: Path) -> None:
-    res = mslesion("infer", "--flair", subject / "FLAIR.nii.gz", "--t1", subject / "T1.nii.gz",
-                   "--t2", subject / "T2.nii.gz", "--model", model, "--out", tmp_path / "m.nii.gz")
+    res = mslesion(
+        "infer",
+        "--flair",
+        subject / "FLAIR.nii.gz",
+        "--t1",
+        subject / "T1.nii.gz",
+        "--t2",
+        subject / "T2.nii.gz",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "m.nii.gz",
+    )
     assert res.returncode == 2 and "not used by this model: t2" in res.stderr
 
 
@@ -70,8 +107,17 @@ def test_infer_mismatched_grids(subject: Path, model: Path, tmp_path: Path) -> N
     shifted = t1.affine.copy()
     shifted[0, 3] += 3
     nib.save(nib.Nifti1Image(np.asarray(t1.dataobj), shifted), str(tmp_path / "T1.nii.gz"))
-    res = mslesion("infer", "--flair", subject / "FLAIR.nii.gz", "--t1", tmp_path / "T1.nii.gz",
-                   "--model", model, "--out", tmp_path / "m.nii.gz")
+    res = mslesion(
+        "infer",
+        "--flair",
+        subject / "FLAIR.nii.gz",
+        "--t1",
+        tmp_path / "T1.nii.gz",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "m.nii.gz",
+    )
     assert res.returncode == 2 and "different affines" in res.stderr
 
 
@@ -81,14 +127,32 @@ def test_infer_wrong_spacing(subject: Path, model: Path, tmp_path: Path) -> None
         aff = img.affine.copy()
         aff[2, 2] = 3.0
         nib.save(nib.Nifti1Image(np.asarray(img.dataobj), aff), str(tmp_path / f"{name}.nii.gz"))
-    res = mslesion("infer", "--flair", tmp_path / "FLAIR.nii.gz", "--t1", tmp_path / "T1.nii.gz",
-                   "--model", model, "--out", tmp_path / "m.nii.gz")
+    res = mslesion(
+        "infer",
+        "--flair",
+        tmp_path / "FLAIR.nii.gz",
+        "--t1",
+        tmp_path / "T1.nii.gz",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "m.nii.gz",
+    )
     assert res.returncode == 2 and "expects (1.0, 1.0, 1.0) mm" in res.stderr
 
 
 def test_infer_missing_file(model: Path, tmp_path: Path) -> None:
-    res = mslesion("infer", "--flair", tmp_path / "nope.nii.gz", "--t1", tmp_path / "x.nii.gz",
-                   "--model", model, "--out", tmp_path / "m.nii.gz")
+    res = mslesion(
+        "infer",
+        "--flair",
+        tmp_path / "nope.nii.gz",
+        "--t1",
+        tmp_path / "x.nii.gz",
+        "--model",
+        model,
+        "--out",
+        tmp_path / "m.nii.gz",
+    )
     assert res.returncode == 2 and "no such file" in res.stderr
 
 

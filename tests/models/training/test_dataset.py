@@ -21,7 +21,9 @@ def data(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _rewrite(path: Path, data: np.ndarray | None = None, zooms: tuple[float, ...] | None = None) -> None:
+def _rewrite(
+    path: Path, data: np.ndarray | None = None, zooms: tuple[float, ...] | None = None
+) -> None:
     img = nib.load(str(path))
     arr = np.asarray(img.dataobj) if data is None else data
     affine = img.affine.copy()

@@ -13,10 +13,10 @@ from models.training.cascade_train import CascadeTrainConfig
 from models.training.run import run_training
 from models.training.trainer import TrainConfig
 from services.config import Provider
+from services.imaging.nifti import load_volume
 from services.phantom import write_phantom_dataset
 from services.segmentation.cascade import CascadeModel
 from services.segmentation.manifest import NetRole, Thresholds, load_manifest
-from services.imaging.nifti import load_volume
 
 SHAPE = (40, 48, 40)
 
@@ -64,7 +64,9 @@ def test_trained_model_beats_chance_on_its_phantoms(trained: Path, phantoms: Pat
     assert out.prob1[truth].mean() > out.prob1[out.candidates & ~truth].mean() + 0.2
 
 
-def test_training_is_deterministic_for_a_seed(phantoms: Path, trained: Path, tmp_path: Path) -> None:
+def test_training_is_deterministic_for_a_seed(
+    phantoms: Path, trained: Path, tmp_path: Path
+) -> None:
     again = tmp_path / "again"
     run_training(phantoms, again, _config(), Thresholds(l_min=3), name="smoke", version="0.0.1")
     a, b = load_manifest(trained), load_manifest(again)
@@ -73,8 +75,15 @@ def test_training_is_deterministic_for_a_seed(phantoms: Path, trained: Path, tmp
 
 def test_fine_tuning_freezes_convolutions(trained: Path, phantoms: Path, tmp_path: Path) -> None:
     tuned = tmp_path / "tuned"
-    run_training(phantoms, tuned, _config(init=trained), Thresholds(), name="tuned",
-                 version="0.0.2", subjects=["subject02"])
+    run_training(
+        phantoms,
+        tuned,
+        _config(init=trained),
+        Thresholds(),
+        name="tuned",
+        version="0.0.2",
+        subjects=["subject02"],
+    )
     before = load_net_from_onnx(trained / "net1_dense.onnx")
     after = load_net_from_onnx(tuned / "net1_dense.onnx")
     assert torch.equal(before.conv1.weight, after.conv1.weight)
@@ -83,11 +92,14 @@ def test_fine_tuning_freezes_convolutions(trained: Path, phantoms: Path, tmp_pat
     assert load_manifest(tuned).training["fine_tuned_from"] == str(trained)
 
 
-def test_fine_tuning_refuses_other_modalities(trained: Path, phantoms: Path, tmp_path: Path) -> None:
+def test_fine_tuning_refuses_other_modalities(
+    trained: Path, phantoms: Path, tmp_path: Path
+) -> None:
     from services.errors import InputError
 
-    config = CascadeTrainConfig(modalities=["flair", "t1", "t2"], init=trained,
-                                train=TrainConfig(progress=False))
+    config = CascadeTrainConfig(
+        modalities=["flair", "t1", "t2"], init=trained, train=TrainConfig(progress=False)
+    )
     with pytest.raises(InputError, match="--init model takes modalities"):
         run_training(phantoms, tmp_path / "x", config, Thresholds(), name="x", version="0")
     assert not (tmp_path / "x").exists()

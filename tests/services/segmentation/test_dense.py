@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.config import Provider, SHIPPED_MODELS_DIR, DEFAULT_MODEL_NAME
+from services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Provider
 from services.segmentation.dense import dense_predict, roi_tiles
 from services.segmentation.manifest import NetRole, load_manifest
 from services.segmentation.patchwise import patchwise_predict
@@ -29,12 +29,14 @@ def _volume(shape: tuple[int, int, int], channels: int, seed: int) -> np.ndarray
 def _sample_voxels(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
     """``n`` voxels: every corner and many face voxels (borders), the rest random."""
     rng = np.random.default_rng(seed)
-    corners = np.array([[x, y, z] for x in (0, shape[0] - 1) for y in (0, shape[1] - 1)
-                        for z in (0, shape[2] - 1)])
+    corners = np.array(
+        [[x, y, z] for x in (0, shape[0] - 1) for y in (0, shape[1] - 1) for z in (0, shape[2] - 1)]
+    )
     faces = rng.integers(0, shape, size=(n // 2, 3))
     axis = rng.integers(0, 3, size=n // 2)
-    faces[np.arange(n // 2), axis] = np.where(rng.random(n // 2) < 0.5, 0,
-                                              np.array(shape)[axis] - 1)
+    faces[np.arange(n // 2), axis] = np.where(
+        rng.random(n // 2) < 0.5, 0, np.array(shape)[axis] - 1
+    )
     inner = rng.integers(0, shape, size=(n - len(faces) - len(corners), 3))
     return np.concatenate([corners, faces, inner])
 
@@ -44,8 +46,10 @@ def _compare(folder: Path, stack: np.ndarray, tile: int, seed: int) -> float:
     worst = 0.0
     voxels = _sample_voxels(stack.shape[1:], N_SAMPLES, seed)
     roi = np.ones(stack.shape[1:], dtype=bool)
-    for dense_role, patch_role in ((NetRole.NET1_DENSE, NetRole.NET1_PATCH),
-                                   (NetRole.NET2_DENSE, NetRole.NET2_PATCH)):
+    for dense_role, patch_role in (
+        (NetRole.NET1_DENSE, NetRole.NET1_PATCH),
+        (NetRole.NET2_DENSE, NetRole.NET2_PATCH),
+    ):
         dense = create_session(manifest.file_path(folder, dense_role), Provider.CPU)
         patch = create_session(manifest.file_path(folder, patch_role), Provider.CPU)
         volume = dense_predict(dense, stack, roi, tile=tile, batch=2)
@@ -72,8 +76,9 @@ def test_dense_equals_patchwise_shipped_model() -> None:
 
 def test_dense_scores_only_roi_voxels(tmp_path: Path) -> None:
     folder = random_model(tmp_path / "model")
-    session = create_session(load_manifest(folder).file_path(folder, NetRole.NET1_DENSE),
-                             Provider.CPU)
+    session = create_session(
+        load_manifest(folder).file_path(folder, NetRole.NET1_DENSE), Provider.CPU
+    )
     stack = _volume((20, 20, 20), 2, seed=1)
     roi = np.zeros((20, 20, 20), dtype=bool)
     roi[5:9, 3:4, 10:18] = True

@@ -15,8 +15,9 @@ def _images(shape: tuple[int, int, int] = (20, 20, 20)) -> dict[str, np.ndarray]
     rng = np.random.default_rng(0)
     brain = np.zeros(shape, dtype=bool)
     brain[3:-3, 3:-3, 3:-3] = True
-    return {m: np.where(brain, rng.uniform(100, 500, shape), 0).astype(np.float32)
-            for m in MODALITIES}
+    return {
+        m: np.where(brain, rng.uniform(100, 500, shape), 0).astype(np.float32) for m in MODALITIES
+    }
 
 
 def test_zscore_over_brain_background_zero() -> None:
@@ -31,7 +32,7 @@ def test_zscore_over_brain_background_zero() -> None:
 def test_channel_order_follows_modalities_case_insensitive() -> None:
     images = _images()
     images = {"T1": images["t1"] * 2, "FLAIR": images["flair"]}
-    stack, brain = prepare_stack(images, ["flair", "t1"])
+    stack, _brain = prepare_stack(images, ["flair", "t1"])
     expected, _ = prepare_stack({"flair": images["FLAIR"], "t1": images["T1"]}, MODALITIES)
     np.testing.assert_array_equal(stack, expected)
 
@@ -39,7 +40,9 @@ def test_channel_order_follows_modalities_case_insensitive() -> None:
 def test_wrong_channel_count() -> None:
     images = _images()
     images["t2"] = images["t1"]
-    with pytest.raises(InputError, match=r"takes 2 channels \(flair, t1\) but got 3.*unexpected: t2"):
+    with pytest.raises(
+        InputError, match=r"takes 2 channels \(flair, t1\) but got 3.*unexpected: t2"
+    ):
         prepare_stack(images, MODALITIES)
     with pytest.raises(InputError, match="missing: t1"):
         prepare_stack({"flair": images["flair"]}, MODALITIES)

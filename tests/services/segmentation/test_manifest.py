@@ -58,7 +58,7 @@ def test_channel_count_mismatch_is_refused(model_dir: Path) -> None:
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no manifest.json"):
+    with pytest.raises(ModelError, match=r"no manifest\.json"):
         load_manifest(tmp_path)
 
 
