@@ -33,7 +33,13 @@ from services.dicom.errors import DicomInputError
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
-SUPPORTED_SOP_CLASSES = (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE)
+# What PACS and highdicom produce when they convert classic single-frame MR to multi-frame.
+LEGACY_CONVERTED_ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
+SUPPORTED_SOP_CLASSES = (
+    MR_IMAGE_STORAGE,
+    ENHANCED_MR_IMAGE_STORAGE,
+    LEGACY_CONVERTED_ENHANCED_MR_IMAGE_STORAGE,
+)
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR
 
 # Uncompressed syntaxes are decoded by pydicom itself; others need a decoder plugin.
@@ -239,6 +245,12 @@ def _zip_sources(path: Path, limits: ZipLimits) -> list[SourceFile]:
             f"{path}: zip member(s) with an absolute path or a '..' component (path "
             f"traversal), archive refused: {', '.join(repr(n) for n in unsafe[:5])}"
         )
+    encrypted = [info.filename for info in infos if info.flag_bits & 0x1]
+    if encrypted:
+        raise DicomInputError(
+            f"{path}: encrypted zip member(s), e.g. {encrypted[0]!r}: send the archive "
+            "without a password"
+        )
     total = sum(info.file_size for info in infos)
     too_big = [info.filename for info in infos if info.file_size > limits.max_member_bytes]
     if total > limits.max_total_bytes or too_big:
@@ -263,8 +275,8 @@ class _Instance:
 
     @property
     def instance_number(self) -> int:
-        value = self.header.get("InstanceNumber")
-        return int(value) if value not in (None, "") else 0
+        value = _number(self.header.get("InstanceNumber"))
+        return int(value) if value is not None else 0
 
 
 def _read_header(source: SourceFile, opener: _Opener) -> Dataset | str:
@@ -510,10 +522,10 @@ def transfer_syntax_problem(uid: str) -> str | None:
     """Why pixel data in this transfer syntax cannot be decoded here, or None if it can."""
     if uid in NATIVE_TRANSFER_SYNTAXES:
         return None
-    ts = UID(uid)
-    label = f"{ts.name} ({uid})" if ts.name != uid else f"{uid!r}"
     if not uid:
         return "no transfer syntax in the file meta information"
+    ts = UID(uid)
+    label = uid_label(uid)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
@@ -521,6 +533,12 @@ def transfer_syntax_problem(uid: str) -> str | None:
     if not decoder.is_available:
         return f"transfer syntax {label} needs a decoder plugin that is not installed"
     return None
+
+
+def uid_label(uid: str) -> str:
+    """A UID with its DICOM name when pydicom knows one, e.g. "RLE Lossless (1.2.840...)"."""
+    name = UID(uid).name
+    return f"{name} ({uid})" if name != uid else uid
 
 
 def series_problem(series: Series) -> str | None:
@@ -533,12 +551,10 @@ def series_problem(series: Series) -> str | None:
         if uid not in SUPPORTED_SOP_CLASSES
     ]
     if other:
-        names = ", ".join(
-            f"{UID(uid).name} ({uid})" if UID(uid).name != uid else uid for uid in other
-        )
+        names = ", ".join(uid_label(uid) for uid in other)
         return (
             f"SOP class {names} is not an MR image (supported: MR Image Storage, "
-            "Enhanced MR Image Storage)"
+            "Enhanced MR Image Storage, Legacy Converted Enhanced MR Image Storage)"
         )
     for uid in series.transfer_syntaxes:
         problem = transfer_syntax_problem(uid)
@@ -677,6 +693,19 @@ def _orientation(series: Series, frames: Sequence[_Frame]) -> np.ndarray:
     return np.column_stack([row, col, np.cross(row, col)])
 
 
+def _pixel_spacing(series: Series, frames: Sequence[_Frame]) -> tuple[float, float]:
+    reference = frames[0].pixel_spacing
+    for frame in frames[1:]:
+        if not np.allclose(frame.pixel_spacing, reference, rtol=1e-4, atol=1e-4):
+            raise series.error(
+                f"slices differ in PixelSpacing: {_fmt(reference)} vs "
+                f"{_fmt(frame.pixel_spacing)} in {frame.label()}"
+            )
+    if min(reference) <= 0:
+        raise series.error(f"PixelSpacing {_fmt(reference)} is not positive")
+    return reference
+
+
 def _fmt(values: Iterable[float]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
@@ -686,12 +715,7 @@ def _stack(series: Series, frames: Sequence[_Frame]) -> _Stack:
         raise series.error(f"{len(frames)} slice(s): a 3D volume needs at least 2")
     direction = _orientation(series, frames)
     rows_cols = _common_value(series, frames, "Rows/Columns", lambda f: f.shape)
-    spacing = _common_value(
-        series,
-        frames,
-        "PixelSpacing",
-        lambda f: (round(f.pixel_spacing[0], 4), round(f.pixel_spacing[1], 4)),
-    )
+    spacing = _pixel_spacing(series, frames)
     if 0 in rows_cols:
         raise series.error("Rows or Columns is missing or zero")
     positions = np.array([f.position for f in frames])

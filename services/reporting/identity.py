@@ -74,8 +74,9 @@ def software_versions(model_name: str, model_version: str) -> tuple[str]:
     The model is named here too because the same program gives different results with
     another model; each value stays within the 64 characters of VR LO.
     """
-    values = (f"{_PACKAGE} {package_version()}"[:64], f"{model_name} {model_version}"[:64])
-    # highdicom annotates the multi-valued form as ``tuple[str]`` but accepts any length.
+    values = [f"{_PACKAGE} {package_version()}"[:64], f"{model_name} {model_version}"[:64]]
+    # highdicom annotates the multi-valued form as ``tuple[str]``, but pydicom only takes a
+    # list as a multi-value without warning; highdicom passes it through unchanged.
     return cast("tuple[str]", values)
 
 

@@ -27,6 +27,7 @@ from pydicom import Dataset
 
 from services.errors import InputError
 from services.reporting.identity import RESEARCH_DISCLAIMER
+from services.reporting.seg import check_lesion_coordinates
 from services.reporting.sr import rank_lesions
 from services.segmentation.postprocess import LesionReport
 
@@ -100,9 +101,13 @@ def build_study_report(
 ) -> StudyReport:
     """Assemble the report of one study from the same inputs as the SEG and SR.
 
-    ``lesion_report`` centroids must be in DICOM patient coordinates (see
-    :func:`services.reporting.seg.patient_affine`).
+    ``lesion_report`` must describe the native-grid mask with DICOM patient coordinates,
+    i.e. come from ``describe_lesions(mask, prob, patient_affine(source_images))``.
+
+    Raises:
+        InputError: when the lesion centroids are not LPS coordinates of these images.
     """
+    check_lesion_coordinates(source_images, lesion_report)
     first = source_images[0]
     lesions = [
         LesionEntry(

@@ -25,6 +25,7 @@ from services.reporting.identity import (
     software_versions,
     with_study_defaults,
 )
+from services.segmentation.postprocess import LesionReport
 
 LESION_SEGMENT_NUMBER = 1
 LESION_SEGMENT_LABEL = "MS lesion"
@@ -37,6 +38,8 @@ LESION_DISPLAY_RGB = (255, 48, 48)  # red stands out on grey-scale FLAIR
 
 _POSITION_TOL_MM = 0.05
 """Slices whose spacing differs by more than this are not one regular grid."""
+_CENTROID_TOL_MM = 0.5
+"""Far below a voxel and far above float rounding: a sign or axis mix-up is centimetres."""
 
 
 def source_frame_count(source_images: Sequence[Dataset]) -> int:
@@ -106,6 +109,31 @@ def patient_affine(source_images: Sequence[Dataset]) -> np.ndarray:
     else:
         affine[:3, 0] = _slice_step(positions)
     return affine
+
+
+def check_lesion_coordinates(source_images: Sequence[Dataset], lesion_report: LesionReport) -> None:
+    """Refuse lesion centroids that are not DICOM patient (LPS) coordinates of these images.
+
+    Each lesion's ``centroid_voxel`` (frame, row, column of the native mask) is mapped with
+    :func:`patient_affine` and must land on its ``centroid_mm``. This catches the classic
+    NIfTI mix-up (RAS: x and y negated), which would swap left and right in the report.
+
+    Raises:
+        InputError: naming the first lesion whose centroid disagrees.
+    """
+    if not lesion_report.lesions:
+        return
+    affine = patient_affine(source_images)
+    for lesion in lesion_report.lesions:
+        expected = affine[:3, :3] @ np.asarray(lesion.centroid_voxel) + affine[:3, 3]
+        error = float(np.linalg.norm(expected - np.asarray(lesion.centroid_mm)))
+        if error > _CENTROID_TOL_MM:
+            raise InputError(
+                f"lesion {lesion.label}: centroid {lesion.centroid_mm} mm is {error:.1f} mm from "
+                f"where its voxel {lesion.centroid_voxel} lies in the FLAIR "
+                f"({tuple(round(float(v), 2) for v in expected)} mm LPS): describe lesions on "
+                "the native mask with patient_affine(source_images), not a NIfTI (RAS) affine"
+            )
 
 
 def _single_slice_thickness(image: Dataset) -> float:

@@ -67,9 +67,7 @@ MILLILITRE = Code("ml", "UCUM", "milliliter")
 LESIONS_UNIT = Code("{lesions}", "UCUM", "lesions")
 ALL_LESIONS_ID = "All MS lesions"
 BRAIN_ID = "Brain"
-
-
-DEVICE_OBSERVER = Code("121007", "DCM", "Device")
+DEVICE_OBSERVER = hd.sr.CodedConcept("121007", "DCM", "Device")
 
 
 def lesion_tracking_id(rank: int) -> str:
@@ -131,12 +129,15 @@ def build_sr(
     model_name: str,
     model_version: str,
     settings: Settings,
+    *,
+    max_lesion_groups: int = MAX_LESION_GROUPS,
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 measurement report of one FLAIR series and its lesion SEG.
 
     ``seg`` must be the SEG built from ``source_images`` by
     :func:`services.reporting.seg.build_seg`; ``lesion_report`` the lesions of the same mask
-    with volumes in ml. Lesions are listed largest first as "lesion 1", "lesion 2", ...
+    with volumes in ml. Lesions are listed largest first as "lesion 1", "lesion 2", ... up to
+    ``max_lesion_groups`` of them (highdicom needs about 30-70 ms per group on one core).
 
     Raises:
         InputError: when the SEG does not derive from these images, or a number is negative
@@ -151,7 +152,7 @@ def build_sr(
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = [_all_lesions_group(lesion_report, context)]
-    groups += _per_lesion_groups(lesion_report.lesions, context)
+    groups += _per_lesion_groups(lesion_report.lesions, context, max_lesion_groups)
     groups.append(_brain_group(brain_volume_ml, context))
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model_name, settings),
@@ -253,19 +254,17 @@ def _all_lesions_group(
 
 
 def _per_lesion_groups(
-    lesions: Sequence[Lesion], context: _Context
+    lesions: Sequence[Lesion], context: _Context, cap: int
 ) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
-    """One group per lesion, largest first, capped at :data:`MAX_LESION_GROUPS`."""
+    """One group per lesion, largest first, at most ``cap`` of them."""
     ranked = rank_lesions(lesions)
-    if len(ranked) > MAX_LESION_GROUPS:
+    if len(ranked) > cap:
         logger.warning(
-            "SR lists the %d largest of %d lesions; totals cover all of them",
-            MAX_LESION_GROUPS,
-            len(ranked),
+            "SR lists the %d largest of %d lesions; totals cover all of them", cap, len(ranked)
         )
     return [
         _lesion_group(lesion_tracking_id(rank), [_volume(lesion.volume_ml)], context)
-        for rank, lesion in enumerate(ranked[:MAX_LESION_GROUPS], start=1)
+        for rank, lesion in enumerate(ranked[:cap], start=1)
     ]
 
 
