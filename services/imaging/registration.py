@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,6 +39,7 @@ MIN_BRAIN_IN_VIEW = 0.6  # fraction of the template brain that must land inside 
 # the head's centroid sits lower than the brain's by an amount that depends on neck coverage.
 SI_SHIFTS_MM = (-30.0, -15.0, 0.0, 15.0, 30.0)
 INITIAL_SCALE = 0.9  # template brains are larger than most patients'
+SEARCH_SPACING_MM = 6.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Schedule:
     iterations: int
 
 
-RIGID = Schedule(spacing_mm=2.5, shrink=(2, 1), sigma_mm=(2.0, 0.0), sampling=0.1, iterations=60)
+RIGID = Schedule(spacing_mm=3.0, shrink=(2, 1), sigma_mm=(2.0, 0.0), sampling=0.05, iterations=60)
 SIMILARITY = Schedule(
     spacing_mm=3.0, shrink=(4, 2), sigma_mm=(4.0, 2.0), sampling=0.25, iterations=80
 )
@@ -156,10 +158,9 @@ def affine_to_template(flair: sitk.Image) -> sitk.AffineTransform:
     MI against the skull-stripped template sampled only in a dilated brain mask (so the
     subject's skull and scalp do not pull on it).
     """
-    fixed = working_copy(template.template_t1(), SIMILARITY.spacing_mm)
-    mask = _fixed_mask(fixed)
+    fixed, mask = _template_working_copy(SIMILARITY.spacing_mm)
     moving = working_copy(flair, SIMILARITY.spacing_mm)
-    start = _initial_similarity(fixed, mask, moving)
+    start = _initial_similarity(flair)
     similarity, _ = _register(fixed, moving, start, SIMILARITY, mask, "FLAIR to template")
     affine = as_affine(similarity)
     affine_tx = sitk.AffineTransform(3)
@@ -234,8 +235,15 @@ def _method(schedule: Schedule, mask: sitk.Image | None) -> sitk.ImageRegistrati
     return method
 
 
-def _fixed_mask(fixed: sitk.Image) -> sitk.Image:
-    """Template brain, dilated by ~2 voxels, on the working grid of ``fixed``.
+@lru_cache(maxsize=2)
+def _template_working_copy(spacing_mm: float) -> tuple[sitk.Image, sitk.Image]:
+    """Template T1 and its registration mask on the working grid (cached: same for every study)."""
+    fixed = working_copy(template.template_t1(), spacing_mm)
+    return fixed, _fixed_mask(fixed, max(1, round(6.0 / spacing_mm)))
+
+
+def _fixed_mask(fixed: sitk.Image, radius: int) -> sitk.Image:
+    """Template brain, dilated by ``radius`` voxels, on the working grid of ``fixed``.
 
     The dilation keeps the dark rim just outside the brain in play: where the subject's CSF
     and skull are, which is what pins down the brain's outline.
@@ -243,27 +251,26 @@ def _fixed_mask(fixed: sitk.Image) -> sitk.Image:
     brain = sitk.Resample(
         template.template_brain_mask(), fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0
     )
-    return sitk.BinaryDilate(brain, [2, 2, 2])
+    return sitk.BinaryDilate(brain, [radius] * 3)
 
 
-def _initial_similarity(
-    fixed: sitk.Image, mask: sitk.Image, moving: sitk.Image
-) -> sitk.Similarity3DTransform:
-    """Start: template brain centre on the subject's head centroid, best of a few S-I shifts."""
+def _initial_similarity(flair: sitk.Image) -> sitk.Similarity3DTransform:
+    """Start: template brain centre on the subject's head centroid, best of a few S-I shifts.
+
+    Candidates are scored by the metric alone (no optimisation) on a coarse grid.
+    """
+    fixed, mask = _template_working_copy(SEARCH_SPACING_MM)
+    moving = working_copy(flair, SEARCH_SPACING_MM)
     stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.Cast(mask, sitk.sitkUInt8))
+    stats.Execute(mask)
     brain_centre = np.array(stats.GetCentroid(1))
     head = sitk.OtsuThreshold(moving, 0, 1)
     stats.Execute(head)
     if not stats.HasLabel(1):
         raise InputError("FLAIR has no head: Otsu thresholding found no foreground")
     head_centre = np.array(stats.GetCentroid(1))
-    # LPS: +z is superior in the FLAIR's world frame; shifts along its slice normal are
-    # nearly the same for the axial acquisitions PACS sends.
-    superior = np.array([0.0, 0.0, 1.0])
-    method = _method(SIMILARITY, mask)
-    method.SetShrinkFactorsPerLevel([SIMILARITY.shrink[0]])
-    method.SetSmoothingSigmasPerLevel([SIMILARITY.sigma_mm[0]])
+    superior = np.array([0.0, 0.0, 1.0])  # LPS +z; PACS FLAIRs are axial, so it is also S-I
+    method = _method(Schedule(SEARCH_SPACING_MM, (1,), (0.0,), 1.0, 1), mask)
     best: tuple[float, sitk.Similarity3DTransform] | None = None
     for shift in SI_SHIFTS_MM:
         candidate = sitk.Similarity3DTransform()

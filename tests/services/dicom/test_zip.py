@@ -83,8 +83,12 @@ def test_neither_folder_nor_zip(tmp_path: Path) -> None:
 def test_encrypted_members_are_refused(tmp_path: Path) -> None:
     archive = tmp_path / "locked.zip"
     with zipfile.ZipFile(archive, "w") as out:
-        info = zipfile.ZipInfo("IM00001.dcm")
-        info.flag_bits |= 0x1  # the "encrypted" flag, as a password-protected export sets it
-        out.writestr(info, b"\0" * 200)
+        out.writestr("IM00001.dcm", b"\0" * 200)
+    # zipfile cannot encrypt: set the "encrypted" flag bit as a password-protected export has
+    # it, in the local header (flags at byte 6) and the central directory (byte 8).
+    raw = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        raw[raw.index(signature) + offset] |= 0x1
+    archive.write_bytes(bytes(raw))
     with pytest.raises(DicomInputError, match="encrypted zip member"):
         read_study(archive)
