@@ -23,9 +23,12 @@ from models.training.run import run_training
 from models.training.trainer import TrainConfig
 from services.config import Provider
 from services.segmentation.cascade import CascadeModel
+from services.segmentation.inputs import prepare_stack
 from services.segmentation.manifest import Thresholds
 from services.segmentation.metrics import evaluate_case, summarise
 from services.segmentation.postprocess import binarise
+
+log = logging.getLogger("leave_one_out")
 
 T_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINE_Z, BASELINE_LMIN = 1.5, 10
@@ -71,22 +74,25 @@ def main() -> None:
     baseline = []
     for held in subjects:
         folder = args.out / held.name
-        run_training(
-            args.data,
-            folder,
-            train_config(args),
-            Thresholds(),
-            name=f"loo-{held.name}",
-            version="loo",
-            subjects=[n for n in names if n != held.name],
-        )
+        if (folder / "manifest.json").is_file():
+            log.info("fold %s already trained: reusing %s", held.name, folder)
+        else:
+            run_training(
+                args.data,
+                folder,
+                train_config(args),
+                Thresholds(),
+                name=f"loo-{held.name}",
+                version="loo",
+                subjects=[n for n in names if n != held.name],
+            )
         model = CascadeModel(folder, provider=Provider.CPU)
         out = model.predict(held.images)
         voxel_ml = float(abs(np.linalg.det(held.affine[:3, :3]))) / 1000
         for t in T_BINS:
             mask = binarise(out.prob, t, 10)
             per_t[t].append(evaluate_case(mask, held.mask, voxel_ml, held.name))
-        stack, brain = held.normalised(["flair"])
+        stack, brain = prepare_stack({"flair": held.images["flair"]}, ["flair"])
         base = binarise(np.where(brain, stack[0], 0), BASELINE_Z, BASELINE_LMIN)
         baseline.append(evaluate_case(base, held.mask, voxel_ml, held.name))
     result = {

@@ -73,6 +73,37 @@ def infer(
 
 
 @app.command()
+def segment(
+    study: Annotated[Path, typer.Argument(help="DICOM study: a folder or a .zip")],
+    out: Annotated[Path, typer.Option(help="output folder (must not exist or be empty)")],
+    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
+    provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
+) -> None:
+    """Raw DICOM study -> DICOM SEG, TID 1500 SR, JSON report and PNG montage."""
+    from tqdm import tqdm
+
+    from services.pipeline import segment_study
+
+    stages = ["read", "select", "assemble", "preprocess", "cascade", "postprocess", "outputs"]
+    with tqdm(total=len(stages), desc="segment", unit="stage") as bar:
+
+        def on_stage(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1 if bar.n < len(stages) and name != "read" else 0)
+
+        cascade = _model(model, provider)
+        result = segment_study(study, out, cascade, get_settings(), on_stage)
+        bar.update(len(stages) - bar.n)
+    r = result.report
+    typer.echo(
+        f"{r.lesion_count} lesions, {r.total_lesion_volume_ml:.2f} ml; "
+        f"brain {r.brain_volume_ml:.0f} ml -> {out}"
+    )
+    for stage, seconds in result.timings_s.items():
+        typer.echo(f"  {stage:<28} {seconds:7.2f} s")
+
+
+@app.command()
 def evaluate(
     pred: Annotated[list[Path], typer.Option(help="predicted mask(s), one per case")],
     truth: Annotated[list[Path], typer.Option(help="reference mask(s), same order")],
@@ -177,6 +208,26 @@ def lesion_bank_cmd(
     bank = build_lesion_bank(masks_dir, exclude=frozenset(e for e in exclude.split(",") if e))
     bank.save(out)
     typer.echo(f"{len(bank)} lesions from {len(set(bank.patient_of))} patients -> {out}")
+
+
+@app.command("nifti2dicom")
+def nifti2dicom(
+    out: Annotated[Path, typer.Argument(help="folder to write the study into (one sub-folder per series)")],
+    flair: Annotated[Path, typer.Option(help="FLAIR NIfTI")],
+    t1: Annotated[Path | None, typer.Option(help="T1-weighted NIfTI")] = None,
+    t2: Annotated[Path | None, typer.Option(help="T2-weighted NIfTI")] = None,
+    patient_id: str = "ANON0001",
+    patient_name: str = "ANONYMOUS^PATIENT",
+    study_date: Annotated[str, typer.Option(help="YYYYMMDD")] = "",
+) -> None:
+    """Test tool: wrap NIfTI volumes into one standard DICOM MR study (one series each)."""
+    from services.dicom.writer import StudyInfo, write_study
+
+    niftis = {k: v for k, v in {"FLAIR": flair, "T1W": t1, "T2W": t2}.items() if v is not None}
+    info = StudyInfo(patient_id=patient_id, patient_name=patient_name,
+                     **({"study_date": study_date} if study_date else {}))
+    for role, files in write_study(niftis, out, info).items():
+        typer.echo(f"{role}: {len(files)} files in {files[0].parent}")
 
 
 @app.command()

@@ -861,3 +861,20 @@ def load_series_volume(series: Series, *, echo_time: float | None = None) -> Ser
         frames=[f.source_frame() for f in ordered],
         headers=[f.header for f in ordered],
     )
+
+
+def read_source_datasets(volume: SeriesVolume) -> list[Dataset]:
+    """Full datasets (pixel data included) behind ``volume``, in its z order.
+
+    One dataset per distinct source file: a single-frame series gives one per slice, an
+    Enhanced MR instance appears once. Output objects (SEG) reference these instances.
+    """
+    seen: dict[SourceFile, None] = {}
+    for frame in volume.frames:
+        seen.setdefault(frame.source, None)
+    datasets = []
+    with _Opener() as opener:
+        for source in seen:
+            with opener.open(source) as fh:
+                datasets.append(pydicom.dcmread(fh))
+    return datasets

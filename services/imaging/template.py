@@ -2,14 +2,17 @@
 
 Two spaces meet here:
 
-* the **template**: ICBM152 2009a nonlinear symmetric T1 (skull-stripped) and its GM/WM
-  probability maps, read from the files nilearn ships inside its package (no network);
+* the **template**: ICBM152 2009a nonlinear symmetric T1 (skull-stripped) and its brain
+  mask, read from the file nilearn ships inside its package (no network, nilearn itself is
+  never imported);
 * the **model grid**: the FSL MNI152 1 mm grid of the training data, 182×218×182 voxels with
   NIfTI (RAS) affine :data:`MODEL_AFFINE`, LAS array order.
 
-Both are MNI coordinates, so the template lives directly in the model grid's physical space.
-SimpleITK works in LPS, NIfTI in RAS: :func:`ras_to_lps_geometry` is the one place that
-converts. Everything is loaded lazily and cached; nothing happens at import time.
+Both are MNI coordinates, so the template lives directly in the model grid's physical space
+(the two MNI152 generations differ by a few mm, far less than the anatomical variation the
+model saw: its training brains were placed rigidly, at native size). SimpleITK works in LPS,
+NIfTI in RAS: :func:`ras_to_lps_geometry` is the one place that converts. Everything is
+loaded lazily and cached; nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
+import SimpleITK as sitk  # noqa: N813 (the conventional alias)
 
 from services.errors import ModelError
 
@@ -31,8 +34,6 @@ MODEL_AFFINE: np.ndarray = np.array(
 MODEL_AFFINE.setflags(write=False)
 
 T1_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-GM_FILE = "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"
-WM_FILE = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
 
 # nilearn's own ``load_mni152_brain_mask`` threshold on the T1 rescaled to [0, 1]: it keeps the
 # brain with its CSF, which is what a clinical brain mask (and our reference masks) contain.
@@ -49,7 +50,7 @@ def model_affine() -> np.ndarray:
 def ras_to_lps_geometry(
     affine: np.ndarray,
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """(origin, spacing, direction) in ITK's LPS convention for a NIfTI RAS voxel-to-world affine."""
+    """(origin, spacing, direction) in ITK's LPS convention of a NIfTI RAS voxel-to-world affine."""
     lps = _RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)[:3]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
     direction = lps[:, :3] / spacing
@@ -92,7 +93,7 @@ def from_model_array(array: np.ndarray) -> sitk.Image:
 
 
 def template_dir() -> Path:
-    """Folder of the ICBM152 files inside the installed nilearn package (nilearn is not imported)."""
+    """Folder of the ICBM152 files inside the installed nilearn package (not imported)."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("nilearn is not installed: it ships the ICBM152 template mslesion needs")
@@ -112,9 +113,9 @@ def template_brain_mask() -> sitk.Image:
     return sitk.Image(_template_brain_mask())
 
 
-def template_tissue() -> sitk.Image:
-    """GM + WM probability (float32, [0, 1]) of the template: brain parenchyma without CSF."""
-    return sitk.Image(_template_tissue())
+def template_brain_centre() -> tuple[float, float, float]:
+    """Centroid (LPS mm) of :func:`template_brain_mask`: where the model grid's brain centre is."""
+    return _template_brain_centre()
 
 
 @lru_cache(maxsize=1)
@@ -130,9 +131,11 @@ def _template_brain_mask() -> sitk.Image:
 
 
 @lru_cache(maxsize=1)
-def _template_tissue() -> sitk.Image:
-    tissue = _read_unit(GM_FILE) + _read_unit(WM_FILE)
-    return sitk.Clamp(tissue, sitk.sitkFloat32, 0.0, 1.0)
+def _template_brain_centre() -> tuple[float, float, float]:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(_template_brain_mask())
+    x, y, z = stats.GetCentroid(1)
+    return (float(x), float(y), float(z))
 
 
 def _read_unit(name: str) -> sitk.Image:

@@ -1,0 +1,205 @@
+"""``mslesion segment``: a raw DICOM study in, DICOM SEG + TID 1500 SR + JSON + PNG out.
+
+Stages: read → select series → assemble volumes → preprocess (register, N4, brain, model grid)
+→ cascade (ONNX Runtime) → back to the native FLAIR grid → post-process → outputs. Outputs
+are written to a staging folder beside OUT_DIR and renamed into place at the end, so a failed
+run leaves nothing partial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from services.config import Settings
+from services.dicom.reader import SeriesVolume, read_source_datasets, read_study
+from services.dicom.selection import select_series
+from services.errors import InputError
+from services.imaging.preprocess import preprocess
+from services.reporting.json_report import (
+    StudyReport,
+    build_study_report,
+    series_used,
+    write_json_report,
+)
+from services.reporting.montage import montage_title, render_montage
+from services.reporting.seg import build_seg, patient_affine
+from services.reporting.sr import build_sr
+from services.segmentation.cascade import CascadeModel
+from services.segmentation.postprocess import LesionReport, describe_lesions, label_lesions
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = {
+    "seg": "lesions_seg.dcm",
+    "sr": "lesions_sr.dcm",
+    "json": "report.json",
+    "png": "montage.png",
+    "log": "job.log",
+}
+
+StageCallback = Callable[[str], None]
+
+
+@dataclass
+class SegmentResult:
+    """What one study produced and where it was written."""
+
+    out_dir: Path
+    files: dict[str, Path]
+    report: StudyReport
+    decisions: list[str]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    flair: sitk.Image | None = field(default=None, repr=False)  # native FLAIR grid
+    prob_native: np.ndarray | None = field(default=None, repr=False)  # (frames, rows, cols)
+
+
+class _Timer:
+    def __init__(self, on_stage: StageCallback | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.on_stage = on_stage
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.on_stage:
+            self.on_stage(name)
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+
+
+def _array(image: sitk.Image) -> np.ndarray:
+    """(frames, rows, columns): SimpleITK's array order is (z, y, x) = slice, row, column."""
+    return sitk.GetArrayFromImage(image)
+
+
+def binarise_native(
+    prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: float
+) -> np.ndarray:
+    """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml)."""
+    mask = prob > t_bin
+    labels, n = label_lesions(mask)
+    if n == 0:
+        return mask.astype(np.uint8)
+    min_voxels = max(1, math.ceil(l_min_ml / voxel_ml - 1e-9))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return np.asarray(keep[labels], dtype=np.uint8)
+
+
+def _voxel_ml(image: sitk.Image) -> float:
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+def _write_log(path: Path, decisions: list[str], timings: dict[str, float], extra: list[str]) -> None:
+    lines = ["series selection:", *(f"  {d}" for d in decisions), *extra, "timings (s):"]
+    lines += [f"  {k}: {v:.2f}" for k, v in timings.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def segment_study(
+    source: Path,
+    out_dir: Path,
+    model: CascadeModel,
+    settings: Settings,
+    on_stage: StageCallback | None = None,
+) -> SegmentResult:
+    """Run the whole pipeline on a study folder or zip and write the outputs to ``out_dir``.
+
+    Raises :class:`InputError` (or a subclass) with a readable message on bad input; nothing
+    is left in ``out_dir`` then.
+    """
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir}: output folder exists and is not empty")
+    timer = _Timer(on_stage)
+    manifest = model.manifest
+    roles = [m.lower() for m in manifest.modalities]
+    with timer.stage("read"):
+        study = read_study(source)
+    with timer.stage("select"):
+        selection = select_series(study, required=tuple(roles))
+        for line in selection.decisions:
+            log.info("series selection: %s", line)
+    with timer.stage("assemble"):
+        volumes: dict[str, SeriesVolume] = {r: selection.load(r) for r in selection.series}
+    flair = volumes["flair"]
+    with timer.stage("preprocess"):
+        pre = preprocess(
+            flair.image,
+            volumes["t1"].image if "t1" in volumes else None,
+            volumes["t2"].image if "t2" in volumes else None,
+        )
+    for name, seconds in pre.timings_s.items():
+        timer.timings[f"preprocess.{name}"] = round(seconds, 3)
+    with timer.stage("cascade"):
+        out = model.predict({r: pre.images[r] for r in roles})
+    with timer.stage("postprocess"):
+        prob_native = _array(pre.to_native(out.prob, "linear")).astype(np.float32)
+        th = manifest.thresholds
+        model_voxel_ml = float(np.prod(manifest.spacing_mm)) / 1000.0
+        voxel_ml = _voxel_ml(flair.image)
+        mask = binarise_native(prob_native, th.t_bin, th.l_min * model_voxel_ml, voxel_ml)
+        brain_ml = float(_array(pre.brain_native()).astype(bool).sum()) * voxel_ml
+    with timer.stage("outputs"):
+        sources = read_source_datasets(flair)
+        report: LesionReport = describe_lesions(mask, prob_native, patient_affine(sources))
+        log_lines = [f"model: {manifest.name} {manifest.version} on {model.provider_used}"]
+        files, study_report = _write_outputs(
+            out_dir, sources, mask, _array(flair.image), report, brain_ml, model, settings,
+            {r: series_used(v.headers[0]) for r, v in volumes.items()}, timer.timings,
+            lambda path: _write_log(path, selection.decisions, timer.timings, log_lines),
+        )
+    return SegmentResult(
+        out_dir, files, study_report, selection.decisions, timer.timings, flair.image, prob_native
+    )
+
+
+def _write_outputs(
+    out_dir: Path,
+    sources: list,
+    mask: np.ndarray,
+    flair: np.ndarray,
+    report: LesionReport,
+    brain_ml: float,
+    model: CascadeModel,
+    settings: Settings,
+    series: dict,
+    timings: dict[str, float],
+    write_log: Callable[[Path], None],
+) -> tuple[dict[str, Path], StudyReport]:
+    """Build SEG, SR, JSON and PNG in a staging folder, then move it to ``out_dir``."""
+    name, version = model.manifest.name, model.manifest.version
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        seg = build_seg(sources, mask, name, version, settings)
+        sr = build_sr(sources, seg, report, brain_ml, name, version, settings)
+        files = {k: staging / v for k, v in OUTPUT_NAMES.items()}
+        seg.save_as(files["seg"])
+        sr.save_as(files["sr"])
+        study_report = build_study_report(
+            sources, report, brain_ml, name, version, series, timings, seg=seg, sr=sr
+        )
+        write_json_report(study_report, files["json"])
+        render_montage(flair, mask, files["png"], title=montage_title(name, version, report),
+                       affine=patient_affine(sources))
+        write_log(files["log"])
+        staging.chmod(0o755)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked at the start
+        staging.rename(out_dir)
+        return {k: out_dir / v for k, v in OUTPUT_NAMES.items()}, study_report
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
