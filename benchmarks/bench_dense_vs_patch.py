@@ -40,7 +40,7 @@ def _load(subject: Path, modalities: list[str]) -> dict[str, np.ndarray]:
 def _worker(
     method: str, subject: str, model_dir: str, tile: int, repeats: int, q: mp.Queue
 ) -> None:
-    model = CascadeModel(Path(model_dir), provider=Provider.CPU, tile=tile)
+    model = CascadeModel(Path(model_dir), provider=Provider.CPU, tile=tile, hybrid=False)
     stack, brain = prepare_stack(
         _load(Path(subject), model.manifest.modalities), model.manifest.modalities
     )
@@ -56,6 +56,9 @@ def _worker(
             t0 = time.perf_counter()
             if method == "dense":
                 p = dense_predict(model.session(dense_role), stack, roi, tile)
+            elif method == "hybrid":
+                p = dense_predict(model.session(dense_role), stack, roi, tile,
+                                  patch_session=model.session(patch_role))
             else:
                 p = patchwise_volume(model.session(patch_role), stack, roi)
             times[net].append(time.perf_counter() - t0)
@@ -128,8 +131,10 @@ def main() -> None:
         "subject": args.subject.name,
         "rows": rows,
         "dense_peak_rss_mb": round(dense["peak_rss_mb"]),
+        "hybrid_peak_rss_mb": round(hybrid["peak_rss_mb"]),
         "patch_peak_rss_mb": round(patch["peak_rss_mb"]),
         "total_dense_s": round(sum(r["dense_median_s"] for r in rows.values()), 2),
+        "total_hybrid_s": round(sum(r["hybrid_median_s"] for r in rows.values()), 2),
         "total_patch_s": round(sum(r["patch_s"] for r in rows.values()), 2),
     }
     print("| net | voxels scored | dense (median) s | patch-wise s | speed-up | max abs Δp |")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class Method(StrEnum):
     """How the nets are evaluated."""
 
-    DENSE = "dense"  # fully-convolutional, tiled: serving
+    DENSE = "dense"  # fully-convolutional tiles (sparse tiles patch-wise): serving
     PATCH = "patch"  # the seed method's patch-by-patch scoring: reference and benchmarks
 
 
@@ -52,11 +52,13 @@ class CascadeModel:
         device_id: int = 0,
         tile: int = 40,
         tile_batch: int = 1,
+        hybrid: bool = True,
     ) -> None:
         self.folder = folder
         self.manifest: Manifest = load_manifest(folder, verify=True)
         self.provider, self.threads, self.device_id = provider, threads, device_id
         self.tile, self.tile_batch = tile, tile_batch
+        self.hybrid = hybrid  # score sparse tiles patch-wise (same result, less work)
         self._sessions: dict[NetRole, Any] = {}
         for role in (NetRole.NET1_DENSE, NetRole.NET2_DENSE):
             self._check_channels(role, self.session(role))
@@ -82,11 +84,18 @@ class CascadeModel:
             )
 
     def _score(self, net: int, method: Method, stack: np.ndarray, roi: np.ndarray) -> np.ndarray:
+        patch_role = NetRole.NET1_PATCH if net == 1 else NetRole.NET2_PATCH
         if method is Method.DENSE:
             role = NetRole.NET1_DENSE if net == 1 else NetRole.NET2_DENSE
-            return dense.dense_predict(self.session(role), stack, roi, self.tile, self.tile_batch)
-        role = NetRole.NET1_PATCH if net == 1 else NetRole.NET2_PATCH
-        return patchwise.patchwise_volume(self.session(role), stack, roi)
+            return dense.dense_predict(
+                self.session(role),
+                stack,
+                roi,
+                self.tile,
+                self.tile_batch,
+                patch_session=self.session(patch_role) if self.hybrid else None,
+            )
+        return patchwise.patchwise_volume(self.session(patch_role), stack, roi)
 
     def predict_stack(
         self,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Provider
-from services.segmentation.dense import dense_predict, roi_tiles
+from services.segmentation.dense import dense_predict, roi_tiles, split_sparse_tiles
 from services.segmentation.manifest import NetRole, load_manifest
 from services.segmentation.patchwise import patchwise_predict
 from services.segmentation.runtime import create_session
@@ -72,6 +72,23 @@ def test_dense_equals_patchwise_shipped_model() -> None:
     manifest = load_manifest(folder)
     stack = _volume((26, 29, 24), len(manifest.modalities), seed=11)
     assert _compare(folder, stack, tile=12, seed=3) <= TOLERANCE
+
+
+def test_sparse_tiles_scored_patchwise_give_the_same_result(tmp_path: Path) -> None:
+    folder = random_model(tmp_path / "model", seed=5)
+    manifest = load_manifest(folder)
+    dense_s = create_session(manifest.file_path(folder, NetRole.NET1_DENSE), Provider.CPU)
+    patch_s = create_session(manifest.file_path(folder, NetRole.NET1_PATCH), Provider.CPU)
+    stack = _volume((30, 30, 30), 2, seed=5)
+    roi = np.zeros((30, 30, 30), dtype=bool)
+    roi[0:10, 0:10, 0:10] = True  # one full tile: dense
+    roi[25, 3, 20] = roi[29, 29, 29] = True  # sparse tiles: patch-wise
+    pure = dense_predict(dense_s, stack, roi, tile=10)
+    mixed = dense_predict(dense_s, stack, roi, tile=10, patch_session=patch_s, patch_cost=30)
+    boxes, voxels = split_sparse_tiles(roi, roi_tiles(roi, 10), 10, 30)
+    assert len(boxes) == 1 and len(voxels) == 2
+    assert np.max(np.abs(pure - mixed)) <= TOLERANCE
+    assert np.all(mixed[~roi] == 0) and np.all(mixed[roi] > 0)
 
 
 def test_dense_scores_only_roi_voxels(tmp_path: Path) -> None:
