@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
+import SimpleITK as sitk  # noqa: N813 (the conventional alias)
 
 from services.config import Settings
 from services.dicom.reader import SeriesVolume, read_source_datasets, read_study
@@ -37,6 +37,12 @@ from services.reporting.seg import build_seg, patient_affine
 from services.reporting.sr import build_sr
 from services.segmentation.cascade import CascadeModel
 from services.segmentation.postprocess import LesionReport, describe_lesions, label_lesions
+from services.segmentation.prior import (
+    WM_PRIOR_DILATE_MM,
+    WM_PRIOR_THRESHOLD,
+    describe_prior,
+    white_matter_roi,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,9 @@ def _voxel_ml(image: sitk.Image) -> float:
     return float(np.prod(image.GetSpacing())) / 1000.0
 
 
-def _write_log(path: Path, decisions: list[str], timings: dict[str, float], extra: list[str]) -> None:
+def _write_log(
+    path: Path, decisions: list[str], timings: dict[str, float], extra: list[str]
+) -> None:
     lines = ["series selection:", *(f"  {d}" for d in decisions), *extra, "timings (s):"]
     lines += [f"  {k}: {v:.2f}" for k, v in timings.items()]
     path.write_text("\n".join(lines) + "\n")
@@ -143,7 +151,15 @@ def segment_study(
     for name, seconds in pre.timings_s.items():
         timer.timings[f"preprocess.{name}"] = round(seconds, 3)
     with timer.stage("cascade"):
-        out = model.predict({r: pre.images[r] for r in roles})
+        # The model fires on bright cortex and cerebellum of clinical 2D FLAIR: only white
+        # matter (with a margin for juxtacortical and periventricular lesions) is scored.
+        roi = white_matter_roi(pre.wm_prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
+        out = model.predict({r: pre.images[r] for r in roles}, restrict=roi)
+        prior_line = (
+            f"candidate region: {describe_prior()} "
+            f"({float((roi & pre.brain).sum()) / max(int(pre.brain.sum()), 1):.0%} of the brain)"
+        )
+        log.info("%s", prior_line)
     with timer.stage("postprocess"):
         prob_native = _array(pre.to_native(out.prob, "linear")).astype(np.float32)
         th = manifest.thresholds
@@ -154,7 +170,10 @@ def segment_study(
     with timer.stage("outputs"):
         sources = read_source_datasets(flair)
         report: LesionReport = describe_lesions(mask, prob_native, patient_affine(sources))
-        log_lines = [f"model: {manifest.name} {manifest.version} on {model.provider_used}"]
+        log_lines = [
+            f"model: {manifest.name} {manifest.version} on {model.provider_used}",
+            prior_line,
+        ]
         files, study_report = _write_outputs(
             out_dir, sources, mask, _array(flair.image), report, brain_ml, model, settings,
             {r: series_used(v.headers[0]) for r, v in volumes.items()}, timer.timings,

@@ -14,7 +14,8 @@ Stages (each timed in :attr:`Preprocessed.timings_s`):
 4. ``bias_flair``: N4 of the FLAIR inside the template prior;
 5. ``brain``: brain extraction refined on the corrected FLAIR;
 6. ``bias_t1`` / ``bias_t2``: N4 of T1/T2 inside the brain;
-7. ``output``: arrays in nibabel's (x, y, z) order, background exactly 0.
+7. ``output``: arrays in nibabel's (x, y, z) order, background exactly 0;
+8. ``wm_prior``: the template's white-matter probability on the model grid.
 
 The FLAIR defines the native space: :meth:`Preprocessed.to_native` maps model-grid maps
 (lesion probabilities, labels) back onto the FLAIR's own grid.
@@ -102,6 +103,10 @@ class Preprocessed:
     # Fraction of brain voxels each series covers (2D series often miss the top or bottom:
     # uncovered brain voxels of T1/T2 are 0).
     coverage: dict[str, float]
+    # ICBM152 white-matter probability in [0, 1], float32 (x, y, z) like ``images``, carried
+    # through the full template affine (scaling included: a prior must fit this brain's size).
+    # Not masked: outside the brain it is simply the template's value (0 beyond its brain).
+    wm_prior: np.ndarray
 
     def to_native(self, array: np.ndarray, interpolator: Interpolator = "linear") -> sitk.Image:
         """A model-grid map (x, y, z) resampled onto the native FLAIR grid.
@@ -167,6 +172,8 @@ def preprocess(
         coverage = {name: _coverage(fov, brain_array) for name, (_, fov) in on_grid.items()}
         images = {name: _masked_array(img, brain_array) for name, img in corrected.items()}
         images["flair"][brain_array] = np.maximum(images["flair"][brain_array], MIN_BRAIN_VALUE)
+    with _timed(timings, "wm_prior"):
+        wm_prior = _template_wm_prior(transforms)
     return Preprocessed(
         images=images,
         brain=brain_array,
@@ -175,6 +182,7 @@ def preprocess(
         transforms=transforms,
         native_grid=NativeGrid.of(series["flair"]),
         coverage=coverage,
+        wm_prior=wm_prior,
     )
 
 
@@ -277,12 +285,27 @@ def _onto_model_grid(image: sitk.Image, transform: sitk.Transform) -> tuple[sitk
 
 def _template_prior(transforms: StudyTransforms) -> sitk.Image:
     """Template brain mask on the model grid (float, partial-volume fractions)."""
+    mask = sitk.Cast(template.template_brain_mask(), sitk.sitkFloat32)
+    return _template_onto_model_grid(mask, transforms)
+
+
+def _template_wm_prior(transforms: StudyTransforms) -> np.ndarray:
+    """Template white-matter probability on the model grid, float32 (x, y, z) in [0, 1]."""
+    wm = _template_onto_model_grid(template.template_wm_probability(), transforms)
+    # Linear interpolation of values in [0, 1] stays there up to rounding; clip the rounding.
+    return np.clip(template.to_model_array(wm), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _template_onto_model_grid(image: sitk.Image, transforms: StudyTransforms) -> sitk.Image:
+    """A float32 template-space image pulled onto the model grid (linear, 0 outside it).
+
+    Model grid → FLAIR (rigid) → template (inverse of the full affine): one interpolation.
+    """
     model_to_template = registration.compose(
         registration.inverse(transforms.template_to_flair), transforms.model_to_flair
     )
-    mask = sitk.Cast(template.template_brain_mask(), sitk.sitkFloat32)
     return sitk.Resample(
-        mask, template.model_grid(), model_to_template, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+        image, template.model_grid(), model_to_template, sitk.sitkLinear, 0.0, sitk.sitkFloat32
     )
 
 

@@ -2,9 +2,9 @@
 
 Two spaces meet here:
 
-* the **template**: ICBM152 2009a nonlinear symmetric T1 (skull-stripped) and its brain
-  mask, read from the file nilearn ships inside its package (no network, nilearn itself is
-  never imported);
+* the **template**: ICBM152 2009a nonlinear symmetric T1 (skull-stripped), its brain mask
+  and its white-matter probability map, read from the files nilearn ships inside its package
+  (no network, nilearn itself is never imported);
 * the **model grid**: the FSL MNI152 1 mm grid of the training data, 182×218×182 voxels with
   NIfTI (RAS) affine :data:`MODEL_AFFINE`, LAS array order.
 
@@ -34,6 +34,8 @@ MODEL_AFFINE: np.ndarray = np.array(
 MODEL_AFFINE.setflags(write=False)
 
 T1_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+# Tissue probability map of the same template (same grid as the T1), stored as uint8 0..255.
+WM_FILE = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
 
 # nilearn's own ``load_mni152_brain_mask`` threshold on the T1 rescaled to [0, 1]: it keeps the
 # brain with its CSF, which is what a clinical brain mask (and our reference masks) contain.
@@ -113,6 +115,15 @@ def template_brain_mask() -> sitk.Image:
     return sitk.Image(_template_brain_mask())
 
 
+def template_wm_probability() -> sitk.Image:
+    """ICBM152 2009a white-matter probability map, float32 in [0, 1], LPS, on the T1's grid.
+
+    It is an average of healthy brains: MS lesions are absent from it, so lesioned white
+    matter keeps its full prior here even where a subject's own segmentation would not.
+    """
+    return sitk.Image(_template_wm())
+
+
 def template_brain_centre() -> tuple[float, float, float]:
     """Centroid (LPS mm) of :func:`template_brain_mask`: where the model grid's brain centre is."""
     return _template_brain_centre()
@@ -121,6 +132,13 @@ def template_brain_centre() -> tuple[float, float, float]:
 @lru_cache(maxsize=1)
 def _template_t1() -> sitk.Image:
     return _read_unit(T1_FILE)
+
+
+@lru_cache(maxsize=1)
+def _template_wm() -> sitk.Image:
+    # The map peaks at 255 (probability 1) deep in the white matter, so dividing by the peak
+    # (as nilearn's own loader does) gives probabilities.
+    return _read_unit(WM_FILE)
 
 
 @lru_cache(maxsize=1)
@@ -140,7 +158,10 @@ def _template_brain_centre() -> tuple[float, float, float]:
 
 def _read_unit(name: str) -> sitk.Image:
     """Read a shipped uint8 template file as float32 scaled to [0, 1] (as nilearn does)."""
-    image = sitk.ReadImage(str(template_dir() / name), sitk.sitkFloat32)
+    path = template_dir() / name
+    if not path.is_file():  # template_dir() only vouches for the T1
+        raise ModelError(f"{path}: ICBM152 template file missing from the nilearn package")
+    image = sitk.ReadImage(str(path), sitk.sitkFloat32)
     peak = float(sitk.GetArrayViewFromImage(image).max())
     if not peak > 0:
         raise ModelError(f"{name}: template image is empty")

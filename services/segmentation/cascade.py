@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from services.config import Provider
-from services.errors import ModelError
+from services.errors import InputError, ModelError
 from services.segmentation import dense, patchwise
 from services.segmentation.inputs import candidate_mask, prepare_stack
 from services.segmentation.manifest import Manifest, NetRole, load_manifest
@@ -103,11 +103,20 @@ class CascadeModel:
         brain: np.ndarray,
         method: Method = Method.DENSE,
         on_stage: Callable[[str], None] | None = None,
+        *,
+        restrict: np.ndarray | None = None,
     ) -> CascadeOutput:
-        """Run the cascade on a normalised (C, X, Y, Z) stack."""
+        """Run the cascade on a normalised (C, X, Y, Z) stack.
+
+        ``restrict`` (bool, the grid of ``brain``), when given, is AND-ed with the candidate
+        mask: net 1 scores only candidates inside it, so nothing outside can be flagged by
+        net 1, re-scored by net 2 or end up in ``prob``. ``None`` is the trained rule as is.
+        """
         th = self.manifest.thresholds
         timings: dict[str, float] = {}
         candidates = candidate_mask(stack, brain, th.candidate_flair_z)
+        if restrict is not None:
+            candidates = candidates & _restriction(restrict, brain.shape)
         t0 = time.perf_counter()
         if on_stage:
             on_stage("net1")
@@ -130,8 +139,26 @@ class CascadeModel:
         return CascadeOutput(prob1, prob, candidates, flagged, brain, timings)
 
     def predict(
-        self, images: Mapping[str, np.ndarray], method: Method = Method.DENSE
+        self,
+        images: Mapping[str, np.ndarray],
+        method: Method = Method.DENSE,
+        *,
+        restrict: np.ndarray | None = None,
     ) -> CascadeOutput:
-        """Validate and normalise ``images`` (modality name → 3D array), then run the cascade."""
+        """Validate and normalise ``images`` (modality name → 3D array), then run the cascade.
+
+        ``restrict``: optional region outside which nothing is scored (see
+        :meth:`predict_stack`).
+        """
         stack, brain = prepare_stack(images, self.manifest.modalities)
-        return self.predict_stack(stack, brain, method)
+        return self.predict_stack(stack, brain, method, restrict=restrict)
+
+
+def _restriction(restrict: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``restrict`` as a bool mask of ``shape``; :class:`InputError` when it is not one."""
+    mask = np.asarray(restrict)
+    if mask.shape != shape:
+        raise InputError(f"restrict has shape {mask.shape}, the images {shape}")
+    if mask.dtype != bool:
+        raise InputError(f"restrict must be a bool mask, got dtype {mask.dtype}")
+    return mask
