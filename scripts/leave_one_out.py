@@ -49,6 +49,7 @@ def train_config(args: argparse.Namespace) -> CascadeTrainConfig:
         synthetic_copies=args.synthetic_copies,
         lesions_per_copy=args.lesions_per_copy,
         lesion_bank=args.lesion_bank,
+        clinical_simulation=args.clinical_simulation,
     )
 
 
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--max-lesion-voxels", type=int, default=6000)
     ap.add_argument("--synthetic-copies", type=int, default=2)
     ap.add_argument("--lesions-per-copy", type=int, default=30)
+    ap.add_argument("--clinical-simulation", type=float, default=0.0)
     args = ap.parse_args()
     subjects = load_dataset(args.data, ["flair", "t1"])
     names = [s.name for s in subjects]

@@ -144,6 +144,9 @@ def train(
         int, typer.Option(help="copies per subject with real lesion shapes pasted in")
     ] = 0,
     lesions_per_copy: int = 25,
+    clinical_simulation: Annotated[
+        float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
+    ] = 0.0,
     lesion_bank: Annotated[
         Path | None, typer.Option(help="lesion bank .npz (see docs/MODEL_CARD)")
     ] = None,
@@ -177,6 +180,7 @@ def train(
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
         lesion_bank=lesion_bank,
+        clinical_simulation=clinical_simulation,
         init=init,
     )
     manifest = run_training(

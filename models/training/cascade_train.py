@@ -36,6 +36,7 @@ class CascadeTrainConfig:
     synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
     lesions_per_copy: int = 25
     lesion_bank: Path | None = None
+    clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
     init: Path | None = None  # fine-tune this model folder's dense layers
     tile: int = 40
 
@@ -68,6 +69,7 @@ def _synthetic_copies(
         return []
     if config.lesion_bank is None:
         raise InputError("synthetic copies need a lesion bank (--lesion-bank)")
+    from models.training.acquisition import simulate_clinical
     from models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
@@ -78,6 +80,8 @@ def _synthetic_copies(
             images, mask = paste_lesions(
                 s.images, brain, s.mask, bank, rng, config.lesions_per_copy, DEFAULT_CONTRAST
             )
+            if config.clinical_simulation > 0:
+                images = simulate_clinical(images, brain, rng, config.clinical_simulation)
             copies.append(Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing))
     return copies
 

@@ -43,6 +43,7 @@ def run_training(
             "max_lesion_voxels": config.max_lesion_voxels,
             "synthetic_copies": config.synthetic_copies,
             "lesions_per_copy": config.lesions_per_copy,
+            "clinical_simulation": config.clinical_simulation,
         },
         "python": platform.python_version(),
         **result.info,
