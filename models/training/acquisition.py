@@ -16,15 +16,19 @@ from scipy import ndimage
 SLICE_AXIS = 2  # inferior-superior in the training grid (LAS): axial 2D stacks blur along it
 
 
-def thick_slices(image: np.ndarray, thickness: int, phase: int, axis: int = SLICE_AXIS) -> np.ndarray:
+def thick_slices(
+    image: np.ndarray, thickness: int, phase: int, axis: int = SLICE_AXIS
+) -> np.ndarray:
     """Average ``thickness`` consecutive planes into one slice, then interpolate back to 1 mm."""
     moved = np.moveaxis(image, axis, 0).astype(np.float32)
     n = moved.shape[0]
     starts = np.arange(-phase, n, thickness)
-    slabs = np.stack([moved[max(s, 0) : max(s + thickness, 0)].mean(axis=0) for s in starts
-                      if s + thickness > 0])
-    centres = np.array([(max(s, 0) + min(s + thickness, n) - 1) / 2 for s in starts
-                        if s + thickness > 0])
+    slabs = np.stack(
+        [moved[max(s, 0) : max(s + thickness, 0)].mean(axis=0) for s in starts if s + thickness > 0]
+    )
+    centres = np.array(
+        [(max(s, 0) + min(s + thickness, n) - 1) / 2 for s in starts if s + thickness > 0]
+    )
     coords = np.interp(np.arange(n), centres, np.arange(len(centres)))
     grid = np.meshgrid(coords, *[np.arange(k) for k in moved.shape[1:]], indexing="ij")
     out = ndimage.map_coordinates(slabs, grid, order=1, mode="nearest")
