@@ -59,6 +59,7 @@ def test_outputs_written(result: SegmentResult) -> None:
     assert set(result.report.series) == {"flair", "t1", "t2"}
     log = (result.out_dir / "job.log").read_text()
     assert "selected as FLAIR" in log and "TEST^PATIENT" not in log and "P01" not in log
+    assert "candidate region: ICBM152 2009a white matter probability > " in log
 
 
 def test_seg_and_sr_are_valid_dicom(result: SegmentResult) -> None:
@@ -87,7 +88,7 @@ def test_seg_lies_on_the_largest_lesion(result: SegmentResult) -> None:
     # physical points of every SEG voxel of the largest component (3D over stacked frames)
     order = np.argsort(positions @ np.cross(orient[:3], orient[3:]))
     volume = frames[order]
-    labels, n = ndimage.label(volume, structure=np.ones((3, 3, 3)))
+    labels, _ = ndimage.label(volume, structure=np.ones((3, 3, 3)))
     largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
     f, r, c = np.nonzero(labels == largest)
     pts = positions[order][f] + np.outer(c * spacing[1], orient[:3]) + np.outer(
