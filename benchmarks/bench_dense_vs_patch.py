@@ -57,8 +57,13 @@ def _worker(
             if method == "dense":
                 p = dense_predict(model.session(dense_role), stack, roi, tile)
             elif method == "hybrid":
-                p = dense_predict(model.session(dense_role), stack, roi, tile,
-                                  patch_session=model.session(patch_role))
+                p = dense_predict(
+                    model.session(dense_role),
+                    stack,
+                    roi,
+                    tile,
+                    patch_session=model.session(patch_role),
+                )
             else:
                 p = patchwise_volume(model.session(patch_role), stack, roi)
             times[net].append(time.perf_counter() - t0)

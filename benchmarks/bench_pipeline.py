@@ -37,21 +37,29 @@ def main() -> None:
         for patient in sorted(p for p in args.data.iterdir() if p.is_dir()):
             for study in ("study1", "study2"):
                 src = Path(tmp) / f"{patient.name}_{study}"
-                write_study({k: patient / f"{study}_{k}.nii.gz" for k in ("FLAIR", "T1W", "T2W")},
-                            src, StudyInfo(patient_id=patient.name))
+                write_study(
+                    {k: patient / f"{study}_{k}.nii.gz" for k in ("FLAIR", "T1W", "T2W")},
+                    src,
+                    StudyInfo(patient_id=patient.name),
+                )
                 t0 = time.perf_counter()
                 result = segment_study(src, Path(tmp) / f"out_{patient.name}_{study}", model, s)
                 wall = time.perf_counter() - t0
                 r = result.report
-                rows.append({
-                    "study": f"{patient.name}/{study}", "wall_s": round(wall, 2),
-                    "lesion_count": r.lesion_count,
-                    "total_lesion_volume_ml": round(r.total_lesion_volume_ml, 2),
-                    "brain_volume_ml": round(r.brain_volume_ml, 1),
-                    "timings_s": result.timings_s,
-                })
-                print(f"{patient.name}/{study}: {wall:.1f} s, {r.lesion_count} lesions, "
-                      f"{r.total_lesion_volume_ml:.2f} ml, brain {r.brain_volume_ml:.0f} ml")
+                rows.append(
+                    {
+                        "study": f"{patient.name}/{study}",
+                        "wall_s": round(wall, 2),
+                        "lesion_count": r.lesion_count,
+                        "total_lesion_volume_ml": round(r.total_lesion_volume_ml, 2),
+                        "brain_volume_ml": round(r.brain_volume_ml, 1),
+                        "timings_s": result.timings_s,
+                    }
+                )
+                print(
+                    f"{patient.name}/{study}: {wall:.1f} s, {r.lesion_count} lesions, "
+                    f"{r.total_lesion_volume_ml:.2f} ml, brain {r.brain_volume_ml:.0f} ml"
+                )
     result_json = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",

@@ -216,7 +216,9 @@ def lesion_bank_cmd(
 
 @app.command("nifti2dicom")
 def nifti2dicom(
-    out: Annotated[Path, typer.Argument(help="folder to write the study into (one sub-folder per series)")],
+    out: Annotated[
+        Path, typer.Argument(help="folder to write the study into (one sub-folder per series)")
+    ],
     flair: Annotated[Path, typer.Option(help="FLAIR NIfTI")],
     t1: Annotated[Path | None, typer.Option(help="T1-weighted NIfTI")] = None,
     t2: Annotated[Path | None, typer.Option(help="T2-weighted NIfTI")] = None,
@@ -228,8 +230,11 @@ def nifti2dicom(
     from services.dicom.writer import StudyInfo, write_study
 
     niftis = {k: v for k, v in {"FLAIR": flair, "T1W": t1, "T2W": t2}.items() if v is not None}
-    info = StudyInfo(patient_id=patient_id, patient_name=patient_name,
-                     **({"study_date": study_date} if study_date else {}))
+    info = StudyInfo(
+        patient_id=patient_id,
+        patient_name=patient_name,
+        **({"study_date": study_date} if study_date else {}),
+    )
     for role, files in write_study(niftis, out, info).items():
         typer.echo(f"{role}: {len(files)} files in {files[0].parent}")
 

@@ -89,9 +89,7 @@ def _array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image)
 
 
-def binarise_native(
-    prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: float
-) -> np.ndarray:
+def binarise_native(prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: float) -> np.ndarray:
     """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml)."""
     mask = prob > t_bin
     labels, n = label_lesions(mask)
@@ -175,8 +173,16 @@ def segment_study(
             prior_line,
         ]
         files, study_report = _write_outputs(
-            out_dir, sources, mask, _array(flair.image), report, brain_ml, model, settings,
-            {r: series_used(v.headers[0]) for r, v in volumes.items()}, timer.timings,
+            out_dir,
+            sources,
+            mask,
+            _array(flair.image),
+            report,
+            brain_ml,
+            model,
+            settings,
+            {r: series_used(v.headers[0]) for r, v in volumes.items()},
+            timer.timings,
             lambda path: _write_log(path, selection.decisions, timer.timings, log_lines),
         )
     return SegmentResult(
@@ -211,8 +217,13 @@ def _write_outputs(
             sources, report, brain_ml, name, version, series, timings, seg=seg, sr=sr
         )
         write_json_report(study_report, files["json"])
-        render_montage(flair, mask, files["png"], title=montage_title(name, version, report),
-                       affine=patient_affine(sources))
+        render_montage(
+            flair,
+            mask,
+            files["png"],
+            title=montage_title(name, version, report),
+            affine=patient_affine(sources),
+        )
         write_log(files["log"])
         staging.chmod(0o755)
         if out_dir.exists():

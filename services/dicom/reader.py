@@ -872,7 +872,7 @@ def read_source_datasets(volume: SeriesVolume) -> list[Dataset]:
     seen: dict[SourceFile, None] = {}
     for frame in volume.frames:
         seen.setdefault(frame.source, None)
-    datasets = []
+    datasets: list[Dataset] = []
     with _Opener() as opener:
         for source in seen:
             with opener.open(source) as fh:
