@@ -36,7 +36,7 @@ from services.reporting.montage import montage_title, render_montage
 from services.reporting.seg import build_seg, patient_affine
 from services.reporting.sr import build_sr
 from services.segmentation.cascade import CascadeModel
-from services.segmentation.postprocess import LesionReport, describe_lesions, label_lesions
+from services.segmentation.postprocess import LesionReport, binarise, describe_lesions
 from services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
     WM_PRIOR_THRESHOLD,
@@ -90,16 +90,9 @@ def _array(image: sitk.Image) -> np.ndarray:
 
 
 def binarise_native(prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: float) -> np.ndarray:
-    """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml)."""
-    mask = prob > t_bin
-    labels, n = label_lesions(mask)
-    if n == 0:
-        return mask.astype(np.uint8)
-    min_voxels = max(1, math.ceil(l_min_ml / voxel_ml - 1e-9))
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return np.asarray(keep[labels], dtype=np.uint8)
+    """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml), so
+    the minimum lesion size means the same on any voxel size."""
+    return binarise(prob, t_bin, max(1, math.ceil(l_min_ml / voxel_ml - 1e-9)))
 
 
 def _voxel_ml(image: sitk.Image) -> float:

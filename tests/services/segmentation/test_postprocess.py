@@ -49,3 +49,14 @@ def test_describe_volumes_and_world_centroids() -> None:
 def test_describe_empty() -> None:
     report = describe_lesions(np.zeros((5, 5, 5), np.uint8), np.zeros((5, 5, 5)), np.eye(4))
     assert report.lesion_count == 0 and report.total_volume_ml == 0 and report.lesions == []
+
+
+def test_native_minimum_size_is_a_volume() -> None:
+    """l_min of 10 model voxels (1 mm³ each) = 0.01 ml: 5 voxels of 2 mm³ on a native grid."""
+    from services.pipeline import binarise_native
+
+    prob = np.zeros((10, 10, 10), np.float32)
+    prob[1, 1, 1:6] = 0.9  # 5 voxels × 2 mm³ = 10 mm³: kept
+    prob[7, 7, 1:5] = 0.9  # 4 voxels × 2 mm³ = 8 mm³: dropped
+    mask = binarise_native(prob, t_bin=0.5, l_min_ml=0.010, voxel_ml=0.002)
+    assert int(mask.sum()) == 5 and mask[1, 1, 3] == 1 and mask[7, 7, 2] == 0
