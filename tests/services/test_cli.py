@@ -181,3 +181,13 @@ def test_serving_does_not_import_torch(subject: Path, model: Path, tmp_path: Pat
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_segment_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("not DICOM")
+    res = mslesion("segment", study, "--out", tmp_path / "out")
+    assert res.returncode == 2, res.stderr
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
