@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
 
 from services.config import Settings
 from services.dicom.reader import SeriesVolume, read_source_datasets, read_study
@@ -27,6 +28,7 @@ from services.dicom.selection import select_series
 from services.errors import InputError
 from services.imaging.preprocess import preprocess
 from services.reporting.json_report import (
+    SeriesUsed,
     StudyReport,
     build_study_report,
     series_used,
@@ -185,14 +187,14 @@ def segment_study(
 
 def _write_outputs(
     out_dir: Path,
-    sources: list,
+    sources: list[Dataset],
     mask: np.ndarray,
     flair: np.ndarray,
     report: LesionReport,
     brain_ml: float,
     model: CascadeModel,
     settings: Settings,
-    series: dict,
+    series: dict[str, SeriesUsed],
     timings: dict[str, float],
     write_log: Callable[[Path], None],
 ) -> tuple[dict[str, Path], StudyReport]:
