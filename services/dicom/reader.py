@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 
 from services.errors import InputError
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 
 from services.errors import InputError
 

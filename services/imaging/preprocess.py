@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 
 from services.errors import InputError
 from services.imaging import bias, brain, registration, template

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 
 from services.errors import InputError
 from services.imaging import template

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the conventional alias)
+import SimpleITK as sitk
 
 from services.errors import ModelError
 

@@ -34,8 +34,15 @@ def dicom_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     src = shared_data / "open-ms" / STUDY
     out = tmp_path_factory.mktemp("study")
     info = StudyInfo(patient_id="P01", patient_name="TEST^PATIENT", study_date="20120301")
-    write_study({"FLAIR": src / "study1_FLAIR.nii.gz", "T1W": src / "study1_T1W.nii.gz",
-                 "T2W": src / "study1_T2W.nii.gz"}, out, info)
+    write_study(
+        {
+            "FLAIR": src / "study1_FLAIR.nii.gz",
+            "T1W": src / "study1_T1W.nii.gz",
+            "T2W": src / "study1_T2W.nii.gz",
+        },
+        out,
+        info,
+    )
     return out
 
 
@@ -45,15 +52,21 @@ def model() -> CascadeModel:
 
 
 @pytest.fixture(scope="module")
-def result(dicom_study: Path, model: CascadeModel, tmp_path_factory: pytest.TempPathFactory
-           ) -> SegmentResult:
+def result(
+    dicom_study: Path, model: CascadeModel, tmp_path_factory: pytest.TempPathFactory
+) -> SegmentResult:
     out = tmp_path_factory.mktemp("out") / "result"
     return segment_study(dicom_study, out, model, get_settings())
 
 
 def test_outputs_written(result: SegmentResult) -> None:
     assert {p.name for p in result.out_dir.iterdir()} == {
-        "lesions_seg.dcm", "lesions_sr.dcm", "report.json", "montage.png", "job.log"}
+        "lesions_seg.dcm",
+        "lesions_sr.dcm",
+        "report.json",
+        "montage.png",
+        "job.log",
+    }
     assert result.report.lesion_count > 0
     assert 800 < result.report.brain_volume_ml < 2000
     assert set(result.report.series) == {"flair", "t1", "t2"}
@@ -79,33 +92,48 @@ def test_seg_lies_on_the_largest_lesion(result: SegmentResult) -> None:
     assert result.prob_native is not None and result.flair is not None
     ds = pydicom.dcmread(result.out_dir / "lesions_seg.dcm")
     frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
-    positions = np.array([f.PlanePositionSequence[0].ImagePositionPatient
-                          for f in ds.PerFrameFunctionalGroupsSequence], dtype=float)
-    orient = np.array(ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
-                      .ImageOrientationPatient, dtype=float)
-    spacing = np.array(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-                       .PixelSpacing, dtype=float)
+    positions = np.array(
+        [
+            f.PlanePositionSequence[0].ImagePositionPatient
+            for f in ds.PerFrameFunctionalGroupsSequence
+        ],
+        dtype=float,
+    )
+    orient = np.array(
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient,
+        dtype=float,
+    )
+    spacing = np.array(
+        ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing, dtype=float
+    )
     # physical points of every SEG voxel of the largest component (3D over stacked frames)
     order = np.argsort(positions @ np.cross(orient[:3], orient[3:]))
     volume = frames[order]
     labels, _ = ndimage.label(volume, structure=np.ones((3, 3, 3)))
     largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
     f, r, c = np.nonzero(labels == largest)
-    pts = positions[order][f] + np.outer(c * spacing[1], orient[:3]) + np.outer(
-        r * spacing[0], orient[3:])
+    pts = (
+        positions[order][f]
+        + np.outer(c * spacing[1], orient[:3])
+        + np.outer(r * spacing[0], orient[3:])
+    )
     seg_centroid = pts.mean(axis=0)
     # centroid of the largest thresholded component of the probability map, FLAIR frame
     plabels, _ = ndimage.label(result.prob_native > 0.5, structure=np.ones((3, 3, 3)))
     biggest = np.argmax(np.bincount(plabels.ravel())[1:]) + 1
     zyx = np.argwhere(plabels == biggest).mean(axis=0)
-    prob_centroid = np.array(result.flair.TransformContinuousIndexToPhysicalPoint(
-        (float(zyx[2]), float(zyx[1]), float(zyx[0]))))
+    prob_centroid = np.array(
+        result.flair.TransformContinuousIndexToPhysicalPoint(
+            (float(zyx[2]), float(zyx[1]), float(zyx[0]))
+        )
+    )
     voxel_diag = float(np.linalg.norm(result.flair.GetSpacing()))
     assert np.linalg.norm(seg_centroid - prob_centroid) < voxel_diag
 
 
-def test_no_flair_is_a_clear_error_and_writes_nothing(dicom_study: Path, model: CascadeModel,
-                                                      tmp_path: Path) -> None:
+def test_no_flair_is_a_clear_error_and_writes_nothing(
+    dicom_study: Path, model: CascadeModel, tmp_path: Path
+) -> None:
     study = tmp_path / "study"
     shutil.copytree(dicom_study, study)
     shutil.rmtree(study / "S004_FLAIR")
@@ -121,4 +149,3 @@ def test_refuses_non_empty_output(dicom_study: Path, model: CascadeModel, tmp_pa
     with pytest.raises(InputError, match="not empty"):
         segment_study(dicom_study, tmp_path, model, get_settings())
     assert (tmp_path / "x").read_text() == "keep me"
-

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from services.config import get_settings
 from services.dicom.errors import DicomInputError, SeriesRulesError

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from services.config import get_settings
 from services.dicom.reader import load_series_volume, read_study

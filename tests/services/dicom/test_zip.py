@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from services.dicom.errors import DicomInputError
 from services.dicom.reader import ZipLimits, load_series_volume, read_study

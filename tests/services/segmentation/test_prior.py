@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 from scipy import ndimage
 
 from services.imaging import registration, template
