@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -17,16 +16,9 @@ from services.dicom.writer import StudyInfo, write_study
 from services.errors import InputError
 from services.pipeline import SegmentResult, segment_study
 from services.segmentation.cascade import CascadeModel
+from tests.dicom_tools import dciodvfy_errors
 
 STUDY = "longitudinal/patient01"
-
-
-def _dciodvfy(path: Path) -> str:
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.fail("dciodvfy missing: apt-get install dicom3tools (.ci/run does)")
-    res = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
-    return res.stdout + res.stderr
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +69,8 @@ def test_outputs_written(result: SegmentResult) -> None:
 
 def test_seg_and_sr_are_valid_dicom(result: SegmentResult) -> None:
     for name in ("lesions_seg.dcm", "lesions_sr.dcm"):
-        report = _dciodvfy(result.out_dir / name)
-        errors = [line for line in report.splitlines() if line.startswith("Error")]
-        assert not errors, report
+        errors = dciodvfy_errors(result.out_dir / name)
+        assert not errors, errors
     seg = hd.seg.segread(result.out_dir / "lesions_seg.dcm")
     sr = hd.sr.srread(result.out_dir / "lesions_sr.dcm")
     assert seg.get_segment_description(1).segment_label == "MS lesion"

@@ -6,18 +6,15 @@ series built here are standard MR Image Storage files that tests then damage on 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from services.dicom.writer import StudyInfo, nifti_to_series
+from tests.dicom_tools import dciodvfy_errors, require_tool  # noqa: F401
 
 SHAPE = (64, 64, 20)
 SPACING = (0.9, 0.8, 3.0)
@@ -108,22 +105,3 @@ def ijk_to_lps(affine: np.ndarray, ijk: tuple[int, int, int]) -> tuple[float, fl
     """Physical LPS position of a NIfTI voxel."""
     x, y, z = (affine @ np.array([*ijk, 1.0]))[:3]
     return (-float(x), -float(y), float(z))
-
-
-def require_tool(name: str) -> str:
-    """Path of a command-line tool; skip the test without it (fail when CI requires it)."""
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} not installed (apt: dcmtk / dicom3tools)"
-        if os.environ.get("MSLESION_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"{message}; MSLESION_REQUIRE_SHARED_DATA=1")
-        pytest.skip(message)
-    return found
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The "Error" lines dciodvfy reports for one file (warnings are allowed)."""
-    tool = require_tool("dciodvfy")
-    result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
-    lines = (result.stdout + result.stderr).splitlines()
-    return [line for line in lines if line.lstrip().startswith("Error")]

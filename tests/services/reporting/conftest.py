@@ -6,9 +6,6 @@ only reads them.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from services.config import Settings
 from services.reporting.seg import build_seg, patient_affine
 from services.reporting.sr import build_sr
 from services.segmentation.postprocess import LesionReport, describe_lesions
+from tests.dicom_tools import dciodvfy_report, require_tool
 
 GE_SERIES = Path("dicom") / "ge-t1-sagittal"
 MODEL_NAME = "flair_t1"
@@ -116,18 +114,10 @@ def dciodvfy() -> Callable[[Path], str]:
     Skipped where dciodvfy is not installed, except under MSLESION_REQUIRE_SHARED_DATA=1
     (CI), where a missing validator must not silently pass.
     """
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        msg = "dciodvfy (Debian package dicom3tools) is not installed"
-        if os.environ.get("MSLESION_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"{msg} (MSLESION_REQUIRE_SHARED_DATA=1)")
-        pytest.skip(msg)
+    require_tool("dciodvfy")
 
     def run(path: Path) -> str:
-        done = subprocess.run(
-            [exe, str(path)], capture_output=True, text=True, timeout=120, check=False
-        )
-        report = done.stdout + done.stderr
+        report = dciodvfy_report(path)
         errors = [line for line in report.splitlines() if line.startswith("Error")]
         assert not errors, f"dciodvfy found errors in {path.name}:\n{report}"
         return report
