@@ -9,7 +9,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,93 @@ class Settings(BaseSettings):
         default=REPO_ROOT.parent / "shared" / "data",
         description="Real MRI used by tests and training (never copied into the repo).",
     )
+
+    # --- the PACS node: storage -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("mslesion-data"),
+        description="Root of the node's files: spool/ (received DICOM), results/ and the "
+        "embedded SQLite database when database_url is not set.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://mslesion@db/mslesion. "
+        "Default: SQLite file data_dir/mslesion.db (one-machine mode).",
+    )
+    # --- queue ---------------------------------------------------------------------------------
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker, e.g. redis://redis:6379/0. Default: none, jobs run in an "
+        "in-process worker thread (one-machine mode).",
+    )
+    job_max_retries: int = Field(default=3, ge=0, description="Retries of transient job errors.")
+    job_retry_backoff_s: float = Field(
+        default=10.0, gt=0, description="First retry delay; doubles on each retry."
+    )
+    requeue_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job still 'queued' this long after it was enqueued is enqueued again "
+        "(the database, not the broker, is the source of truth).",
+    )
+    # --- DICOM listener ------------------------------------------------------------------------
+    ae_title: str = Field(default="MSLESION", max_length=16, description="The node's AE title.")
+    dicom_host: str = Field(default="0.0.0.0", description="Listener bind address.")
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="Listener port.")
+    allowed_calling_aets: list[str] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to associate (JSON list). Empty: any AE.",
+    )
+    max_associations: int = Field(
+        default=10, ge=1, description="Concurrent DICOM associations the listener accepts."
+    )
+    study_quiet_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A study is complete after this many seconds without a new instance.",
+    )
+    # --- HTTP gateway --------------------------------------------------------------------------
+    http_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Gateway port.")
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest STOW-RS or zip upload body (bytes)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (JSON list). Empty: closed."
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None,
+        description="If set, an admin API key with this value is ensured at start (deployments).",
+    )
+    # --- forwarding ----------------------------------------------------------------------------
+    forward_destinations: list[str] = Field(
+        default_factory=list,
+        description='Where SEG and SR go (JSON list): "dicom://AET@host:port" (C-STORE) or '
+        '"http(s)://host/dicom-web" (STOW-RS).',
+    )
+    forward_max_retries: int = Field(default=5, ge=0, description="Retries per destination.")
+    forward_retry_backoff_s: float = Field(
+        default=30.0, gt=0, description="First forwarding retry delay; doubles on each retry."
+    )
+    forward_calling_aet: str = Field(
+        default="MSLESION", max_length=16, description="Calling AE title used when forwarding."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the embedded SQLite file under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mslesion.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Received DICOM instances, by study/series/instance UID."""
+        return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        """Result files, by job id (never by user input)."""
+        return self.data_dir / "results"
+
 
 
 @lru_cache(maxsize=1)

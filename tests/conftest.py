@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from services.config import Settings
+from services.store.database import Database
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +34,84 @@ def shared_data() -> Path:
             pytest.fail(f"{msg} (MSLESION_REQUIRE_SHARED_DATA=1)")
         pytest.skip(msg)
     return root
+
+
+# --- the PACS node's real services (PostgreSQL and Redis on this machine) --------------------
+
+PG_ADMIN_URL = os.environ.get("MSLESION_TEST_PG", "postgresql+psycopg://postgres@localhost:5432")
+REDIS_URL = os.environ.get("MSLESION_TEST_REDIS", "redis://localhost:6379")
+
+
+def _pg_admin(sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per run; tests clone it (fast)."""
+    from services.store.database import migrate
+
+    name = f"mslesion_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    migrate(f"{PG_ADMIN_URL}/{name}")
+    yield name
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database for one test, dropped afterwards."""
+    name = f"mslesion_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield f"{PG_ADMIN_URL}/{name}"
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number private to this test (flushed before and after)."""
+    import redis
+
+    db_index = 1 + (os.getpid() + uuid.uuid4().int) % 14
+    url = f"{REDIS_URL}/{db_index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def node_settings(tmp_path: Path, pg_url: str) -> Settings:
+    """Settings of a node whose files live in tmp_path and whose database is ``pg_url``."""
+    return Settings(
+        data_dir=tmp_path / "node",
+        database_url=pg_url,
+        study_quiet_s=1.0,
+        dicom_port=0,
+        http_port=0,
+        forward_retry_backoff_s=0.2,
+        job_retry_backoff_s=0.2,
+    )
+
+
+@pytest.fixture
+def node_db(node_settings: Settings) -> Iterator[Database]:
+    """A Database handle on the test's PostgreSQL database."""
+    db = Database(node_settings.resolved_database_url())
+    yield db
+    db.dispose()
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,89 @@
+"""Turning received studies into jobs, and handing jobs to a queue.
+
+The database is the single source of truth: a job row is committed first, then offered to the
+queue. If the queue is down the row stays 'queued' and :func:`requeue_stale` offers it again,
+so a broker outage delays work but never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from services.store.database import Database
+from services.store.repositories import jobs, studies
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    """Hands job ids to workers: Celery in production, a thread in one-machine mode."""
+
+    def enqueue_job(self, job_id: str) -> None:
+        """Ask a worker to run the job (may raise when the queue is unreachable)."""
+
+    def enqueue_forward(self, job_id: str) -> None:
+        """Ask a worker to forward the job's results to the configured destinations."""
+
+
+def offer(db: Database, dispatcher: Dispatcher, job_id: str) -> bool:
+    """Offer a committed job to the queue; False (logged) if the queue is unreachable."""
+    try:
+        dispatcher.enqueue_job(job_id)
+    except Exception as exc:  # any broker failure: the reconciler retries from the database
+        log.warning("job %s not enqueued (%s); the reconciler will retry", job_id, exc)
+        return False
+    with db.session() as session:
+        jobs.mark_enqueued(session, job_id)
+    return True
+
+
+def close_quiet_studies(
+    db: Database, dispatcher: Dispatcher, quiet_s: float, created_by: str = "listener"
+) -> list[str]:
+    """Create exactly one job for each study quiet for ``quiet_s`` seconds; return job ids."""
+    with db.session() as session:
+        candidates = studies.quiet_studies(session, quiet_s)
+    created: list[str] = []
+    for study_id in candidates:
+        with db.session() as session:
+            # The conditional update is the lock: one closer wins, the job is made in the
+            # same transaction, so a study never gets zero or two jobs for one quiet period.
+            if studies.close_study(session, study_id, quiet_s):
+                created.append(jobs.create_job(session, study_id, created_by).id)
+    for job_id in created:
+        log.info("study complete: job %s created", job_id)
+        offer(db, dispatcher, job_id)
+    return created
+
+
+def close_study_now(
+    db: Database, dispatcher: Dispatcher, study_uid: str, created_by: str
+) -> str | None:
+    """Complete a study at once (end of an HTTP upload); the new job id, or None if the
+    study had nothing new since its last job."""
+    with db.session() as session:
+        study = studies.get_study(session, study_uid)
+        if study is None or not studies.close_study(session, study.id):
+            return None
+        job_id = jobs.create_job(session, study.id, created_by).id
+    offer(db, dispatcher, job_id)
+    return job_id
+
+
+def requeue_stale(db: Database, dispatcher: Dispatcher, older_than_s: float) -> list[str]:
+    """Offer again every job still queued ``older_than_s`` after it was last offered."""
+    with db.session() as session:
+        stale = jobs.stale_queued(session, older_than_s)
+    return [job_id for job_id in stale if offer(db, dispatcher, job_id)]
+
+
+def resend(db: Database, dispatcher: Dispatcher, job_id: str) -> int:
+    """Make a job's failed forwards pending again and queue the forwarding; returns how many."""
+    from services.store.repositories import forwards
+
+    with db.session() as session:
+        count = forwards.reset_failed(session, job_id)
+    if count:
+        dispatcher.enqueue_forward(job_id)
+    return count

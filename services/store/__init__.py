@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the database handle, repositories and the file stores."""

@@ -1,0 +1,127 @@
+"""Studies and received instances."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.store.enums import Source, StudyState
+from services.store.tables import Instance, Study, utcnow
+
+
+class InstanceRecord(BaseModel):
+    """What the database keeps of one received instance."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    patient_id: str | None = None
+    study_date: dt.date | None = None
+    path: str
+    size_bytes: int
+
+
+def instance_exists(session: Session, sop_instance_uid: str) -> bool:
+    """True if this SOP Instance UID was already stored (duplicates are idempotent)."""
+    found = session.scalar(select(Instance.id).where(Instance.sop_instance_uid == sop_instance_uid))
+    return found is not None
+
+
+def record_instance(
+    session: Session, rec: InstanceRecord, source: Source, calling_aet: str | None
+) -> bool:
+    """Record a durably written instance; returns False if it was already known.
+
+    A new instance reopens a completed study, so late series start a fresh quiet period.
+    """
+    study = _get_or_create_study(session, rec, source, calling_aet)
+    try:
+        with session.begin_nested():
+            session.add(
+                Instance(
+                    study_id=study.id,
+                    series_uid=rec.series_uid,
+                    sop_instance_uid=rec.sop_instance_uid,
+                    sop_class_uid=rec.sop_class_uid,
+                    path=rec.path,
+                    size_bytes=rec.size_bytes,
+                )
+            )
+    except IntegrityError:
+        return False  # a concurrent association stored the same instance first
+    session.execute(
+        update(Study)
+        .where(Study.id == study.id)
+        .values(
+            instance_count=Study.instance_count + 1,
+            last_received_at=utcnow(),
+            state=StudyState.RECEIVING,
+        )
+    )
+    return True
+
+
+def _get_or_create_study(
+    session: Session, rec: InstanceRecord, source: Source, calling_aet: str | None
+) -> Study:
+    study = get_study(session, rec.study_uid)
+    if study is not None:
+        return study
+    try:
+        with session.begin_nested():
+            study = Study(
+                study_uid=rec.study_uid,
+                patient_id=rec.patient_id,
+                study_date=rec.study_date,
+                source=source,
+                calling_aet=calling_aet,
+            )
+            session.add(study)
+        return study
+    except IntegrityError:
+        found = get_study(session, rec.study_uid)
+        assert found is not None  # the other writer committed it
+        return found
+
+
+def get_study(session: Session, study_uid: str) -> Study | None:
+    """The study with this StudyInstanceUID, if any."""
+    return session.scalar(select(Study).where(Study.study_uid == study_uid))
+
+
+def get_study_by_id(session: Session, study_id: int) -> Study | None:
+    """The study with this primary key, if any."""
+    return session.get(Study, study_id)
+
+
+def quiet_studies(session: Session, quiet_s: float) -> list[int]:
+    """Ids of studies still receiving whose last instance arrived over ``quiet_s`` ago."""
+    cutoff = utcnow() - dt.timedelta(seconds=quiet_s)
+    rows = session.scalars(
+        select(Study.id).where(
+            Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff
+        )
+    )
+    return list(rows)
+
+
+def close_study(session: Session, study_id: int, quiet_s: float | None = None) -> bool:
+    """Mark a receiving study complete; True only for the one caller that made the change.
+
+    With ``quiet_s`` the study must still be quiet (no instance arrived meanwhile).
+    """
+    stmt = update(Study).where(Study.id == study_id, Study.state == StudyState.RECEIVING)
+    if quiet_s is not None:
+        stmt = stmt.where(Study.last_received_at <= utcnow() - dt.timedelta(seconds=quiet_s))
+    result = session.execute(stmt.values(state=StudyState.COMPLETE))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def study_instance_paths(session: Session, study_id: int) -> list[str]:
+    """Spool paths (relative) of every instance of a study."""
+    return list(session.scalars(select(Instance.path).where(Instance.study_id == study_id)))
