@@ -25,6 +25,9 @@ class Dispatcher(Protocol):
     def enqueue_forward(self, job_id: str) -> None:
         """Ask a worker to forward the job's results to the configured destinations."""
 
+    def ping(self) -> None:
+        """Raise if the queue cannot be reached (readiness check)."""
+
 
 def offer(db: Database, dispatcher: Dispatcher, job_id: str) -> bool:
     """Offer a committed job to the queue; False (logged) if the queue is unreachable."""
