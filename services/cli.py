@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy.exc import IntegrityError
 
 from services.config import Provider, get_settings
-from services.errors import MSLesionError
+from services.errors import InputError, MSLesionError
 
 if TYPE_CHECKING:
     from services.segmentation.cascade import CascadeModel
@@ -255,27 +256,140 @@ def phantom(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("demo-out"),
-    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
 ) -> None:
-    """End to end on a synthetic phantom: write it, segment it, score it against its truth."""
-    from services.phantom import write_phantom_dataset
-    from services.segmentation.cascade import Method
-    from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
-    from services.segmentation.metrics import evaluate_files, format_table
+    """The whole node on this machine: a synthetic study goes in by C-STORE, SEG/SR/report
+    come out through the authorised HTTP API (embedded SQLite, in-process worker)."""
+    from services.demo import run_demo
 
-    cascade = _model(model, None)
-    subject = write_phantom_dataset(out / "phantom", n_subjects=1, seed=7)[0]
-    paths = {m: subject / f"{m.upper()}.nii.gz" for m in cascade.manifest.modalities}
-    seg = segment_volumes(load_inputs(paths, cascade), cascade, Method.DENSE)
-    mask_path = out / "lesion_mask_pred.nii.gz"
-    write_segmentation(seg, mask_path, out / "lesion_prob.nii.gz")
-    typer.echo(
-        f"model {cascade.manifest.name} {cascade.manifest.version} on {seg.provider}: "
-        f"{seg.report.lesion_count} lesions, {seg.report.total_volume_ml:.2f} ml "
-        f"in {seg.timings_s['total_s']:.1f} s"
+    run_demo(get_settings(), out, echo=typer.echo)
+
+
+# --- the PACS node ---------------------------------------------------------------------------
+
+keys_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Manage API keys.")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision (Alembic)."""
+    from services.store.database import Database
+
+    settings = get_settings()
+    Database(settings.resolved_database_url()).migrate()
+    typer.echo("database schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who holds the key (shown in the audit trail)")],
+    role: Annotated[str, typer.Option(help="uploader, reader or admin")] = "reader",
+) -> None:
+    """Create an API key; only its hash is stored, so the key is printed once, here."""
+    from services.store.database import Database
+    from services.store.enums import Role
+    from services.store.repositories import keys
+
+    try:
+        chosen = Role(role)
+    except ValueError as exc:
+        raise InputError(f"role must be one of {[r.value for r in Role]}, got {role!r}") from exc
+    db = Database(get_settings().resolved_database_url())
+    try:
+        with db.session() as session:
+            key = keys.create_key(session, name, chosen)
+    except IntegrityError as exc:
+        raise InputError(f"a key named {name!r} exists already") from exc
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (names, roles, creation and revocation; never the keys)."""
+    from services.store.database import Database
+    from services.store.repositories import keys
+
+    db = Database(get_settings().resolved_database_url())
+    with db.session() as session:
+        for row in keys.list_keys(session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            typer.echo(f"{row.name}\t{row.role.value}\t{row.created_at:%Y-%m-%d}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="name of the key")]) -> None:
+    """Revoke an API key at once."""
+    from services.store.database import Database
+    from services.store.repositories import keys
+
+    db = Database(get_settings().resolved_database_url())
+    with db.session() as session:
+        if not keys.revoke(session, name):
+            raise InputError(f"no key named {name!r}")
+    typer.echo(f"revoked {name}")
+
+
+@app.command()
+def serve() -> None:
+    """Everything on one machine: gateway, DICOM listener and an in-process worker."""
+    from services.node import Node, Parts, run_until_signal
+
+    settings = get_settings()
+    node = Node(settings, Parts())
+    node.start(migrate=True, create_admin_key=True)
+    _announce(node)
+    run_until_signal(node)
+
+
+@app.command()
+def gateway() -> None:
+    """The HTTP gateway (DICOMweb, jobs, results, lesion load); jobs go to Celery."""
+    from services.node import Node, Parts, run_until_signal
+
+    node = Node(get_settings(), Parts(http=True, dicom=False, in_process_worker=False))
+    node.start(migrate=False, create_admin_key=False)
+    _announce(node)
+    run_until_signal(node)
+
+
+@app.command()
+def listener() -> None:
+    """The DICOM C-STORE listener and the quiet-study monitor; jobs go to Celery."""
+    from services.node import Node, Parts, run_until_signal
+
+    node = Node(get_settings(), Parts(http=False, dicom=True, in_process_worker=False))
+    node.start(migrate=False, create_admin_key=False)
+    _announce(node)
+    run_until_signal(node)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="jobs at once (1 per GPU)")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+) -> None:
+    """A Celery worker: runs jobs and forwards results (needs MSLESION_BROKER_URL)."""
+    from services.node import celery_dispatcher
+    from worker.celery_app import create_celery
+
+    settings = get_settings()
+    celery_dispatcher(settings)  # fails clearly when no broker is configured
+    create_celery(settings).worker_main(
+        ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
     )
-    typer.echo(format_table(evaluate_files([(mask_path, subject / "lesion_mask.nii.gz")])))
-    typer.echo(f"outputs in {out}")
+
+
+def _announce(node: object) -> None:
+    from services.node import Node
+
+    assert isinstance(node, Node)
+    s = node.settings
+    if node.http_port is not None:
+        typer.echo(f"gateway: http://{s.http_host}:{node.http_port}  (API docs at /docs)")
+    if node.dicom_port is not None:
+        typer.echo(f"DICOM listener: AE {s.ae_title} on port {node.dicom_port}")
+    if node.admin_key is not None:
+        typer.echo(f"admin API key (shown once, store it safely): {node.admin_key}")
 
 
 def main() -> None:
