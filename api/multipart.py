@@ -191,7 +191,9 @@ def parse_content_type(value: str) -> MediaType:
 
 def _split_params(value: str) -> list[str]:
     """Split on semicolons outside quoted strings."""
-    items, current, quoted, escaped = [], [], False, False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for char in value:
         if escaped:
             escaped = False

@@ -397,6 +397,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # httpx logs request URLs, which may carry a patient ID (lesion-load); highdicom's INFO
+    # lines are per-module chatter. Neither belongs in a node's log.
+    for chatty in ("httpx", "httpcore", "highdicom"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         app()
     except MSLesionError as exc:

@@ -22,7 +22,7 @@ from services.errors import MSLesionError
 from services.node import Node, Parts
 
 DEMO_PATIENT = "DEMO0001"
-PHANTOM_SHAPE = (176, 208, 176)  # brain-sized, so template registration behaves as on MRI
+PHANTOM_SHAPE = (160, 192, 160)  # brain-sized, so template registration behaves as on MRI
 JOB_TIMEOUT_S = 900.0
 
 
@@ -77,12 +77,12 @@ def _write_study(out: Path) -> tuple[Path, tuple[int, float]]:
     subject = write_phantom_dataset(out / "phantom", n_subjects=1, shape=PHANTOM_SHAPE, seed=7)[0]
     info = StudyInfo(patient_id=DEMO_PATIENT, patient_name="DEMO^PHANTOM")
     write_study({m: subject / f"{m}.nii.gz" for m in ("FLAIR", "T1", "T2")}, out / "study", info)
-    import nibabel as nib
+    import SimpleITK as sitk
 
-    mask_img = nib.load(subject / "lesion_mask.nii.gz")
-    mask = np.asarray(mask_img.dataobj) > 0
+    mask_img = sitk.ReadImage(str(subject / "lesion_mask.nii.gz"))
+    mask = sitk.GetArrayFromImage(mask_img) > 0
     count = int(ndimage.label(mask, np.ones((3, 3, 3)))[1])
-    volume_ml = float(mask.sum() * np.prod(mask_img.header.get_zooms()[:3]) / 1000.0)
+    volume_ml = float(mask.sum() * np.prod(mask_img.GetSpacing()) / 1000.0)
     return out / "study", (count, volume_ml)
 
 
@@ -132,8 +132,10 @@ def _report(
 ) -> None:
     if job["state"] != "succeeded":
         raise MSLesionError(f"the demo job failed: {job.get('error')}")
+    lesions = job["lesions"]
+    assert isinstance(lesions, dict)
     echo(
-        f"result: {job['lesion_count']} lesions, {job['lesion_volume_ml']:.2f} ml "
+        f"result: {lesions['lesion_count']} lesions, {lesions['lesion_volume_ml']:.2f} ml "
         f"(phantom truth: {truth[0]} lesions, {truth[1]:.2f} ml; the model is trained on "
         f"MRI, the phantom is synthetic) on {job['provider']} with {job['model']}"
     )

@@ -22,31 +22,11 @@ import httpx
 from tests.dicom_tools import require_tool
 
 ORTHANC_AET = "ORTHANC"
-NODE_MODALITY = "mslesion"  # the listener's name in Orthanc's DicomModalities
+NODE_MODALITY = "mslesion"  # the listener's name in DicomModalities (route.lua sends there)
 
-# Routes the MR series of a stable study to the node. A study that already holds the node's
-# SEG (results sent back) is not routed again: that would start a second analysis of the
-# same study every time the results arrive.
-ROUTE_STABLE_STUDY_LUA = """
-function OnStableStudy(studyId, tags, metadata)
-  local series = ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))
-  local mr = {}
-  for _, s in ipairs(series) do
-    local modality = s['MainDicomTags']['Modality']
-    if modality == 'SEG' then
-      print('mslesion route: study ' .. studyId .. ' already has a SEG, not routed')
-      return
-    end
-    if modality == 'MR' then
-      table.insert(mr, s['ID'])
-    end
-  end
-  if #mr > 0 then
-    print('mslesion route: study ' .. studyId .. ', ' .. #mr .. ' MR series')
-    RestApiPost('/modalities/%(modality)s/store', DumpJson(mr, true))
-  end
-end
-"""
+# The shipped auto-routing rule (docker/orthanc/route.lua): stable studies' MR series go to the
+# modality named "mslesion", unless the study already holds the node's SEG.
+ROUTE_LUA = Path(__file__).resolve().parents[2] / "docker" / "orthanc" / "route.lua"
 
 
 @dataclass
@@ -172,7 +152,7 @@ def start_orthanc(
     """Start Orthanc in ``folder`` and wait until its REST ``/system`` answers.
 
     ``modalities`` maps a peer name to (AE title, host, port). ``lua`` is the text of a Lua
-    script installed at start (e.g. :data:`ROUTE_STABLE_STUDY_LUA` formatted with the name).
+    script installed at start (e.g. :func:`route_to_node_lua`).
     """
     binary = orthanc_binary()
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,9 +162,7 @@ def start_orthanc(
         script.write_text(lua)
         scripts.append(script)
     config_path = folder / "orthanc.json"
-    config = orthanc_config(
-        folder, http_port, dicom_port, modalities or {}, stable_age_s, scripts
-    )
+    config = orthanc_config(folder, http_port, dicom_port, modalities or {}, stable_age_s, scripts)
     config_path.write_text(json.dumps(config, indent=2))
     log_path = folder / "orthanc.log"
     with log_path.open("wb") as log:
@@ -223,5 +201,5 @@ def _wait_ready(orthanc: Orthanc, timeout_s: float) -> None:
 
 
 def route_to_node_lua() -> str:
-    """The auto-routing Lua script, sending stable studies to :data:`NODE_MODALITY`."""
-    return ROUTE_STABLE_STUDY_LUA % {"modality": NODE_MODALITY}
+    """The shipped auto-routing Lua script, sending stable studies to :data:`NODE_MODALITY`."""
+    return ROUTE_LUA.read_text()

@@ -54,7 +54,7 @@ class Child:
 
 
 def node_env(settings_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a node process: this one's, minus stray MSLESION_*, plus ``settings_env``."""
+    """This process's environment without stray MSLESION_* variables, plus ``settings_env``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSLESION_")}
     # Keep the pointer to the shared data and CI's strictness; all else comes from the test.
     for key in ("MSLESION_SHARED_DATA_DIR", "MSLESION_REQUIRE_SHARED_DATA"):
@@ -65,9 +65,7 @@ def node_env(settings_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start_child(
-    name: str, argv: list[str], env: Mapping[str, str], log_dir: Path
-) -> Child:
+def start_child(name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> Child:
     """Start ``argv`` with its output in ``log_dir/name.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"

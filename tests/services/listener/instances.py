@@ -1,4 +1,4 @@
-"""Small synthetic MR (or other modality) instances written with pydicom, for the listener's tests."""
+"""Small synthetic single-frame images (MR, or another SOP class) for the listener's tests."""
 
 from __future__ import annotations
 
@@ -71,4 +71,3 @@ def write_series(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-

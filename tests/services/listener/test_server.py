@@ -5,14 +5,23 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import CTImageStorage
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.config import Settings
 from services.ingest import DicomStatus
@@ -33,10 +42,7 @@ def _instances(db: Database) -> list[Instance]:
 def _spooled(settings: Settings, ds_path: Path) -> Path:
     ds = dcmread(ds_path, stop_before_pixels=True)
     return (
-        settings.spool_dir
-        / ds.StudyInstanceUID
-        / ds.SeriesInstanceUID
-        / f"{ds.SOPInstanceUID}.dcm"
+        settings.spool_dir / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
     )
 
 
@@ -85,11 +91,50 @@ def test_resending_the_same_files_is_idempotent(
 
     again = storescu(listener.port, files)
 
-    assert again.returncode == 0, again.stderr
-    assert "Success" in again.stderr or "Failed" not in again.stderr
+    assert again.returncode == 0, again.stderr  # storescu exits non-zero on a failure status
     assert len(_instances(node_db)) == 4
     with node_db.session() as session:
         assert session.scalars(select(Study.instance_count)).one() == 4
+
+
+@pytest.mark.parametrize(
+    ("encoder", "propose", "syntax"),
+    [
+        (["dcmcrle"], "-xr", RLELossless),
+        (["dcmcjpls"], "-xt", JPEGLSLossless),
+        (["dcmcjpeg"], "-xs", JPEGLosslessSV1),
+        (["dcmconv", "+tb"], "-xb", ExplicitVRBigEndian),
+        (None, "-xd", DeflatedExplicitVRLittleEndian),  # storescu deflates on the fly
+    ],
+)
+def test_common_transfer_syntaxes_are_stored_as_sent(
+    listener: Listener,
+    node_settings: Settings,
+    tmp_path: Path,
+    encoder: list[str] | None,
+    propose: str,
+    syntax: UID,
+) -> None:
+    (path,) = write_series(tmp_path / "series", 1)
+    if encoder is not None:  # dcmtk's own encoder makes the compressed file storescu sends
+        encoded = tmp_path / "encoded.dcm"
+        tool, *options = encoder
+        subprocess.run(
+            [require_tool(tool), *options, str(path), str(encoded)], check=True, timeout=60
+        )
+        path = encoded
+    result = subprocess.run(
+        ["storescu", propose, "-aec", "MSLESION", "127.0.0.1", str(listener.port), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    stored = dcmread(_spooled(node_settings, path))
+    assert stored.file_meta.TransferSyntaxUID == syntax
+    assert (stored.Rows, stored.Columns) == (16, 16)
 
 
 def test_unknown_calling_ae_is_rejected(
@@ -181,7 +226,8 @@ def test_unreachable_database_answers_out_of_resources_db(
     assert [p for p in settings.spool_dir.rglob("*") if p.is_file()] == []
 
 
-def test_undecodable_data_set_is_cannot_understand(listener: Listener, node_db: Database) -> None:
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_invalid_uid_is_dataset_does_not_match(listener: Listener, node_db: Database) -> None:
     ds = instance("1.2.3", "1.2.3.4", 1)
     ds.StudyInstanceUID = "not a uid"  # decodes, but cannot name a spool folder
 
@@ -212,3 +258,30 @@ def test_no_patient_identifier_in_any_log_line(
     assert "C-STORE from MODALITY1" in text  # the listener did log, at DEBUG
     for identifier in (PATIENT_NAME, PATIENT_ID, "19700101", "TESTPATIENT"):
         assert identifier not in text
+
+
+def test_associations_over_the_cap_are_rejected(
+    node_settings: Settings, node_db: Database, tmp_path: Path
+) -> None:
+    settings = node_settings.model_copy(update={"max_associations": 1})
+    server = Listener(settings, node_db)
+    port = server.start()
+    ae = AE(ae_title=SENDER_AET)
+    ae.add_requested_context(MRImageStorage)
+    first = ae.associate("127.0.0.1", port, ae_title="MSLESION")
+    try:
+        assert first.is_established
+        second = storescu(port, write_series(tmp_path / "series", 1))
+    finally:
+        first.release()
+    later = write_series(tmp_path / "later", 1)
+    for _ in range(50):  # the server frees the slot when the association's thread has ended
+        after = storescu(port, later)
+        if after.returncode == 0:
+            break
+        time.sleep(0.1)
+    server.stop()
+
+    assert second.returncode != 0
+    assert "Local Limit Exceeded" in second.stderr
+    assert after.returncode == 0, after.stderr  # the slot is free again once released

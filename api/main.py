@@ -1,0 +1,60 @@
+"""The HTTP gateway: ``create_app(settings, db, dispatcher)`` wires routes, errors and CORS."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.auditing import AuditMiddleware
+from api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
+from services.config import Settings
+from services.jobs import Dispatcher
+from services.store.database import Database
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "MS lesion segmentation node: DICOMweb STOW-RS upload, zip upload, jobs, result "
+    "downloads, QIDO-RS/WADO-RS of the result SEG and SR, and per-patient lesion-load history. "
+    "Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+)
+
+
+def create_app(settings: Settings, db: Database, dispatcher: Dispatcher) -> FastAPI:
+    """The gateway application for one node."""
+    app = FastAPI(title="mslesion gateway", version="1", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.dispatcher = dispatcher
+    for module in (health, stow, uploads, jobs, results, dicomweb, patients, audit):
+        app.include_router(module.router)
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(AuditMiddleware, db=db)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
+            expose_headers=[stow.JOBS_HEADER],
+        )
+    return app
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error on %s: %s", request.url.path, type(exc).__name__)
+    return JSONResponse(
+        {"detail": "the node's database is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return JSONResponse({"detail": "internal error; see the gateway log"}, status_code=500)

@@ -1,0 +1,75 @@
+"""A patient's lesion load over time: every analysed study in date order, and a chart of it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from api.deps import Authorize, Principal, SessionDep
+from api.schemas import LO_PATTERN, Change, LesionLoadOut, StudyLoadOut, errors
+from services.reporting.history_chart import ChartPoint, render_lesion_load_chart
+from services.store.enums import Role
+from services.store.repositories import history
+from services.store.repositories.history import StudyLoad
+
+router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
+
+PatientId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=64, pattern=LO_PATTERN, description="DICOM Patient ID (0010,0020)"
+    ),
+]
+Reader = Annotated[Principal, Depends(Authorize(Role.READER, audit="read lesion-load"))]
+
+
+@router.get("/{patient_id}/lesion-load", response_model=LesionLoadOut, responses=errors(404, 422))
+def lesion_load(patient_id: PatientId, session: SessionDep, _: Reader) -> LesionLoadOut:
+    """Total lesion volume, lesion count and brain volume of each analysed study, oldest
+    first, with the change since the previous and since the first study."""
+    loads = _loads(session, patient_id)
+    return LesionLoadOut(patient_id=patient_id, studies=with_changes(loads))
+
+
+@router.get(
+    "/{patient_id}/lesion-load.png",
+    response_class=Response,
+    responses={**errors(404, 422), 200: {"content": {"image/png": {}}, "description": "Chart"}},
+)
+def lesion_load_chart(patient_id: PatientId, session: SessionDep, _: Reader) -> Response:
+    """A chart of total lesion volume over study date (no patient identity on it)."""
+    loads = _loads(session, patient_id)
+    png = render_lesion_load_chart([ChartPoint(s.study_date, s.lesion_volume_ml) for s in loads])
+    return Response(png, media_type="image/png")
+
+
+def _loads(session: Session, patient_id: str) -> list[StudyLoad]:
+    loads = history.patient_studies(session, patient_id)
+    if not loads:
+        raise HTTPException(404, "no analysed study of this patient")
+    return loads
+
+
+def with_changes(loads: list[StudyLoad]) -> list[StudyLoadOut]:
+    """Each study with its volume change since the previous and since the first study."""
+    out: list[StudyLoadOut] = []
+    for i, load in enumerate(loads):
+        previous = _change(loads[i - 1], load) if i else None
+        first = _change(loads[0], load) if i else None
+        out.append(
+            StudyLoadOut(
+                **load.model_dump(), change_since_previous=previous, change_since_first=first
+            )
+        )
+    return out
+
+
+def _change(earlier: StudyLoad, later: StudyLoad) -> Change:
+    delta = later.lesion_volume_ml - earlier.lesion_volume_ml
+    base = earlier.lesion_volume_ml
+    return Change(
+        volume_ml=round(delta, 3), percent=round(100.0 * delta / base, 1) if base > 0 else None
+    )

@@ -1,0 +1,174 @@
+"""A real PACS auto-routes a study to the node and gets the SEG and SR back into that study.
+
+Everything is a real process: Orthanc (Debian package) with the shipped Lua routing rule,
+``mslesion listener``, ``mslesion worker`` (Celery on this machine's Redis) and ``mslesion
+gateway``, on this machine's PostgreSQL. dcmtk ``storescu`` plays the scanner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import highdicom as hd
+import httpx
+import pydicom
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.orthanc import NODE_MODALITY, Orthanc, route_to_node_lua, start_orthanc
+from tests.e2e.processes import (
+    Child,
+    lines_containing,
+    mslesion_command,
+    node_env,
+    port_open,
+    run_command,
+    start_child,
+    storescu,
+    wait_for,
+)
+from tests.e2e.studies import Phi, write_time_point
+
+pytestmark = pytest.mark.slow
+
+RESULT_TIMEOUT_S = 360.0  # the pipeline takes ~30 s; a loaded CI machine may be much slower
+STABLE_AGE_S = 2
+
+
+@dataclass
+class Pacs:
+    """The test's Orthanc, the node's processes and what they need to be talked to."""
+
+    orthanc: Orthanc
+    children: list[Child]
+    gateway_url: str
+    api_key: str
+    log_dir: Path
+
+
+@pytest.fixture
+def pacs(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Pacs]:
+    """Orthanc routing to a node made of listener, worker and gateway processes."""
+    log_dir = tmp_path / "logs"
+    listener_port, http_port = free_port(), free_port()
+    orthanc_http, orthanc_dicom = free_port(), free_port()
+    env = node_env(
+        {
+            "MSLESION_DATA_DIR": str(tmp_path / "node"),
+            "MSLESION_DATABASE_URL": pg_url,
+            "MSLESION_BROKER_URL": redis_url,
+            "MSLESION_PROVIDER": "cpu",
+            "MSLESION_AE_TITLE": "MSLESION",
+            "MSLESION_DICOM_HOST": "127.0.0.1",
+            "MSLESION_DICOM_PORT": str(listener_port),
+            "MSLESION_HTTP_HOST": "127.0.0.1",
+            "MSLESION_HTTP_PORT": str(http_port),
+            "MSLESION_ALLOWED_CALLING_AETS": json.dumps(["ORTHANC"]),
+            "MSLESION_STUDY_QUIET_S": "2",
+            "MSLESION_FORWARD_DESTINATIONS": json.dumps(
+                [f"dicom://ORTHANC@127.0.0.1:{orthanc_dicom}"]
+            ),
+            "MSLESION_FORWARD_RETRY_BACKOFF_S": "1",
+            "MSLESION_JOB_RETRY_BACKOFF_S": "1",
+        }
+    )
+    mslesion = mslesion_command()
+    run_command([*mslesion, "migrate"], env)
+    api_key = run_command([*mslesion, "keys", "create", "e2e-reader", "--role", "reader"], env)
+    children: list[Child] = []
+    orthanc: Orthanc | None = None
+    try:
+        for name in ("worker", "listener", "gateway"):
+            children.append(start_child(name, [*mslesion, name], env, log_dir))
+        wait_for("the listener", lambda: port_open(listener_port), 90, children)
+        wait_for("the gateway", lambda: port_open(http_port), 90, children)
+        orthanc = start_orthanc(
+            tmp_path / "orthanc",
+            http_port=orthanc_http,
+            dicom_port=orthanc_dicom,
+            modalities={NODE_MODALITY: ("MSLESION", "127.0.0.1", listener_port)},
+            stable_age_s=STABLE_AGE_S,
+            lua=route_to_node_lua(),
+        )
+        yield Pacs(orthanc, children, f"http://127.0.0.1:{http_port}", api_key.strip(), log_dir)
+    finally:
+        if orthanc is not None:
+            orthanc.stop()
+        for child in reversed(children):
+            child.stop()
+
+
+def _series_back(orthanc: Orthanc, study_uid: str) -> list[str] | None:
+    modalities = orthanc.modalities_in_study(study_uid)
+    return modalities if {"SEG", "SR"} <= set(modalities) else None
+
+
+def _api(pacs: Pacs, path: str) -> Any:
+    response = httpx.get(
+        pacs.gateway_url + path, headers={"Authorization": f"Bearer {pacs.api_key}"}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _seg_from_orthanc(orthanc: Orthanc, study_uid: str) -> pydicom.Dataset:
+    seg_series = [s for s in orthanc.find_series(study_uid) if s.get("Modality") == "SEG"]
+    assert len(seg_series) == 1, seg_series
+    (instance,) = orthanc.instances_of_series(seg_series[0]["SeriesInstanceUID"])
+    return pydicom.dcmread(pydicom.filebase.DicomBytesIO(orthanc.instance_file(instance)))
+
+
+def test_pacs_routes_study_and_finds_seg_and_sr_in_it(
+    pacs: Pacs, shared_data: Path, tmp_path: Path
+) -> None:
+    phi = Phi()
+    study = write_time_point(shared_data, 1, tmp_path / "study", phi, study_date="20120301")
+
+    started = time.monotonic()
+    storescu(tmp_path / "study", pacs.orthanc.aet, pacs.orthanc.dicom_port)
+    assert pacs.orthanc.modalities_in_study(study.study_uid) == ["MR", "MR", "MR"]
+
+    modalities = wait_for(
+        "the SEG and SR in Orthanc's study",
+        lambda: _series_back(pacs.orthanc, study.study_uid),
+        RESULT_TIMEOUT_S,
+        pacs.children,
+        interval_s=2.0,
+    )
+    elapsed = time.monotonic() - started
+    print(f"storescu to SEG+SR in Orthanc: {elapsed:.1f} s")  # shown with -s; not asserted
+    assert modalities == ["MR", "MR", "MR", "SEG", "SR"]
+
+    # The SEG is in the patient's own study, readable, and describes the lesions.
+    seg = hd.seg.Segmentation.from_dataset(_seg_from_orthanc(pacs.orthanc, study.study_uid))
+    assert seg.StudyInstanceUID == study.study_uid
+    assert seg.PatientID == phi.patient_id
+    assert seg.get_segment_description(1).segment_label == "MS lesion"
+
+    # The gateway reports the job: succeeded, on the CPU provider, results sent to Orthanc.
+    page = _api(pacs, "/api/v1/jobs")
+    assert [job["study_uid"] for job in page["items"]] == [study.study_uid]
+    job = _api(pacs, f"/api/v1/jobs/{page['items'][0]['id']}")
+    assert job["state"] == "succeeded", job
+    assert job["provider"] and "cpu" in job["provider"].lower(), job["provider"]
+    assert job["lesions"]["lesion_count"] > 0
+    assert [(f["state"], f["attempts"] >= 1) for f in job["forwards"]] == [("sent", True)]
+    assert f"@127.0.0.1:{pacs.orthanc.dicom_port}" in job["forwards"][0]["destination"]
+
+    # The results made the study stable again; the routing rule must not send it back.
+    wait_for(
+        "Orthanc to see the study stable again",
+        lambda: "already has a SEG" in pacs.orthanc.log_path.read_text(errors="replace") or None,
+        60,
+        pacs.children,
+    )
+    assert _api(pacs, "/api/v1/jobs")["total"] == 1
+
+    # No patient name, ID, birth date or accession number in any line the node logged.
+    leaks = lines_containing([child.log_path for child in pacs.children], phi.needles())
+    assert not leaks, "PHI in the node's logs:\n" + "\n".join(leaks[:20])

@@ -1,0 +1,169 @@
+"""Dispatchers (:class:`services.jobs.Dispatcher`): how job ids reach a worker.
+
+* :class:`CeleryDispatcher` — production: a message on the broker for the Celery workers.
+* :class:`InProcessDispatcher` — one machine, no broker: a background thread running the
+  same :class:`~worker.runner.JobRunner` methods with the same retry policy.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from celery import Celery
+
+from services.config import Settings
+from worker import policy
+from worker.celery_app import FORWARD_TASK, RUN_JOB_TASK
+from worker.outcomes import ForwardOutcome, RunOutcome
+
+if TYPE_CHECKING:  # the gateway imports this module; only workers need the pipeline
+    from worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class CeleryDispatcher:
+    """Sends job and forwarding messages to the Celery broker."""
+
+    def __init__(self, app: Celery, ping_timeout_s: float = 3.0) -> None:
+        self.app = app
+        self.ping_timeout_s = ping_timeout_s
+
+    def enqueue_job(self, job_id: str) -> None:
+        """Queue ``mslesion.run_job`` (raises when the broker is unreachable)."""
+        self.app.send_task(RUN_JOB_TASK, args=[job_id])
+
+    def enqueue_forward(self, job_id: str) -> None:
+        """Queue ``mslesion.forward_results``."""
+        self.app.send_task(FORWARD_TASK, args=[job_id])
+
+    def ping(self) -> None:
+        """Raise if the broker cannot be reached within ``ping_timeout_s``."""
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=self.ping_timeout_s)
+
+
+class _Kind(StrEnum):
+    JOB = "job"
+    FORWARD = "forward"
+
+
+@dataclass(order=True)
+class _Item:
+    due: float
+    seq: int
+    kind: _Kind = field(compare=False)
+    job_id: str = field(compare=False)
+    retries: int = field(compare=False, default=0)
+
+
+class InProcessDispatcher:
+    """Runs jobs and forwarding in one background thread of this process (no broker).
+
+    Retries are scheduled in memory; if the process stops, queued jobs stay 'queued' in the
+    database and :func:`services.jobs.requeue_stale` offers them again after a restart.
+    """
+
+    def __init__(self, runner: JobRunner, settings: Settings) -> None:
+        self.runner = runner
+        self.settings = settings
+        self._heap: list[_Item] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="mslesion-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop after the item in progress; scheduled retries are dropped (see class doc)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def enqueue_job(self, job_id: str) -> None:
+        """Queue a job run now."""
+        self._push(_Kind.JOB, job_id, 0, delay_s=0.0)
+
+    def enqueue_forward(self, job_id: str) -> None:
+        """Queue a forwarding round now."""
+        self._push(_Kind.FORWARD, job_id, 0, delay_s=0.0)
+
+    def ping(self) -> None:
+        """Always reachable: the queue is in this process."""
+
+    def idle(self) -> bool:
+        """True when nothing is running or scheduled (tests, demos)."""
+        with self._cond:
+            return not self._heap and not self._busy
+
+    def _push(self, kind: _Kind, job_id: str, retries: int, delay_s: float) -> None:
+        item = _Item(time.monotonic() + delay_s, next(self._seq), kind, job_id, retries)
+        with self._cond:
+            heapq.heappush(self._heap, item)
+            self._cond.notify_all()
+
+    def _next(self) -> _Item | None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                if self._heap and self._heap[0].due <= now:
+                    self._busy = True
+                    return heapq.heappop(self._heap)
+                self._cond.wait(self._heap[0].due - now if self._heap else None)
+            return None
+
+    def _loop(self) -> None:
+        while (item := self._next()) is not None:
+            try:
+                if item.kind is _Kind.JOB:
+                    self._run_job(item)
+                else:
+                    self._forward(item)
+            except Exception:  # e.g. the database is down: same policy as the Celery task
+                log.exception("in-process %s of job %s raised", item.kind, item.job_id)
+                self._retry(item)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _run_job(self, item: _Item) -> None:
+        final = policy.is_final_job_attempt(self.settings, item.retries)
+        outcome = self.runner.run(item.job_id, final_attempt=final)
+        if outcome is RunOutcome.RETRY:
+            self._retry(item)
+        elif outcome is RunOutcome.SUCCEEDED and self.settings.forward_destinations:
+            self.enqueue_forward(item.job_id)
+
+    def _forward(self, item: _Item) -> None:
+        final = policy.is_final_forward_attempt(self.settings, item.retries)
+        if self.runner.forward(item.job_id, final_attempt=final) is ForwardOutcome.PENDING:
+            self._retry(item)
+
+    def _retry(self, item: _Item) -> None:
+        if item.kind is _Kind.JOB:
+            if policy.is_final_job_attempt(self.settings, item.retries):
+                return
+            delay = policy.job_retry_delay(self.settings, item.retries)
+        else:
+            if policy.is_final_forward_attempt(self.settings, item.retries):
+                return
+            delay = policy.forward_retry_delay(self.settings, item.retries)
+        self._push(item.kind, item.job_id, item.retries + 1, delay_s=delay)

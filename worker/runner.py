@@ -1,0 +1,296 @@
+"""The job runner: one study through the pipeline, with the database as the source of truth.
+
+The Celery tasks and the in-process dispatcher call the same two methods, :meth:`JobRunner.run`
+and :meth:`JobRunner.forward`, so claiming, idempotency, error classification and bookkeeping
+are identical with or without a broker. The runner decides *what happened*; the caller decides
+*when to try again* (see :mod:`worker.policy`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from services.config import Settings
+from services.dicom.errors import SeriesRulesError
+from services.errors import InputError, ModelError
+from services.forwarding import ForwardError, parse_destinations, send
+from services.pipeline import SegmentResult, segment_study
+from services.segmentation.cascade import CascadeModel
+from services.store import filestore
+from services.store.database import Database
+from services.store.enums import ForwardState, JobState, ResultKind
+from services.store.repositories import forwards, jobs, results, studies
+from services.store.repositories.jobs import JobOutcome, ResultRecord
+from worker.outcomes import ForwardOutcome, RunOutcome
+
+__all__ = ["ForwardOutcome", "JobRunner", "RunOutcome", "worker_name"]
+
+log = logging.getLogger(__name__)
+
+# Problems of the study itself or of the node's model/rules: running again cannot help.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (InputError, ModelError, SeriesRulesError)
+
+# Share of the work done when a pipeline stage starts (the cascade dominates).
+STAGE_PROGRESS = {
+    "read": 0.02,
+    "select": 0.08,
+    "assemble": 0.10,
+    "preprocess": 0.15,
+    "cascade": 0.45,
+    "postprocess": 0.85,
+    "outputs": 0.90,
+}
+MEDIA_TYPES = {
+    ResultKind.SEG: "application/dicom",
+    ResultKind.SR: "application/dicom",
+    ResultKind.JSON: "application/json",
+    ResultKind.PNG: "image/png",
+    ResultKind.LOG: "text/plain",
+}
+
+
+def worker_name() -> str:
+    """``hostname:pid`` of this process (recorded on the jobs it runs)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobRunner:
+    """Runs jobs and forwards results for one worker process.
+
+    The cascade (ONNX Runtime sessions) is created on first use and kept for the life of the
+    process: creating sessions costs seconds and, on a GPU, memory that must not be claimed
+    once per job.
+    """
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        parse_destinations(settings.forward_destinations)  # a bad configuration fails here
+        self._model: CascadeModel | None = None
+        self._model_lock = threading.Lock()
+
+    @property
+    def model(self) -> CascadeModel:
+        """The process's cascade, created once."""
+        with self._model_lock:
+            if self._model is None:
+                s = self.settings
+                self._model = CascadeModel(
+                    s.model_dir,
+                    provider=s.provider,
+                    threads=s.intra_op_threads,
+                    device_id=s.cuda_device_id,
+                    tile=s.tile_size,
+                    tile_batch=s.tile_batch,
+                )
+                log.info("model %s loaded on %s", self._model.folder, self._model.provider_used)
+            return self._model
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def run(self, job_id: str, *, final_attempt: bool) -> RunOutcome:
+        """Run one job if it is not finished yet.
+
+        Bad input fails the job at once with a readable reason; any other error puts it back
+        in the queue (:attr:`RunOutcome.RETRY`) unless this is the final attempt.
+        """
+        with self.db.session() as session:
+            job = jobs.claim(session, job_id, worker_name())
+            if job is None:
+                log.info("job %s is finished or unknown: skipped", job_id)
+                return RunOutcome.SKIPPED
+            attempts, study_id = job.attempts, job.study_id
+            paths = studies.study_instance_paths(session, study_id)
+        # Attempts are counted in the database, so redeliveries after a lost worker (which
+        # do not count as Celery retries) cannot loop forever either.
+        final_attempt = final_attempt or attempts > self.settings.job_max_retries
+        log.info("job %s: attempt %d started", job_id, attempts)
+        work = self.settings.data_dir / "work" / job_id
+        try:
+            return self._run(job_id, paths, work)
+        except PERMANENT_ERRORS as exc:
+            return self._fail(job_id, str(exc))
+        except Exception as exc:  # transient (database, disk, runtime): retried
+            reason = f"{type(exc).__name__}: {exc}"
+            if final_attempt:
+                return self._fail(job_id, f"gave up after {attempts} attempt(s): {reason}")
+            log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempts, reason)
+            with self.db.session() as session:
+                jobs.back_to_queue(session, job_id, reason)
+            return RunOutcome.RETRY
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(self, job_id: str, paths: list[str], work: Path) -> RunOutcome:
+        t0 = time.perf_counter()
+        input_dir = self._prepare_input(work, paths)
+        out_dir = filestore.job_result_dir(self.settings.results_dir, job_id)
+        _clear_results(out_dir)
+        prepared_s = time.perf_counter() - t0
+        result = segment_study(
+            input_dir,
+            out_dir,
+            self.model,
+            self.settings,
+            on_stage=lambda stage: self._set_stage(job_id, stage),
+        )
+        outcome = self._outcome(result)
+        outcome.timings_s["prepare_input"] = round(prepared_s, 3)
+        outcome.timings_s["total"] = round(time.perf_counter() - t0, 3)
+        with self.db.session() as session:
+            if not jobs.succeed(session, job_id, outcome):
+                # Another worker took the job over (we were presumed dead): its run counts.
+                log.warning("job %s was taken over by another worker; result dropped", job_id)
+                return RunOutcome.SKIPPED
+            forwards.ensure_forwards(session, job_id, self.settings.forward_destinations)
+        log.info(
+            "job %s succeeded in %.1f s on %s: %d lesion(s)",
+            job_id,
+            outcome.timings_s["total"],
+            outcome.provider,
+            outcome.lesion_count,
+        )
+        return RunOutcome.SUCCEEDED
+
+    def _fail(self, job_id: str, reason: str) -> RunOutcome:
+        log.info("job %s failed: %s", job_id, reason)
+        with self.db.session() as session:
+            jobs.fail(session, job_id, reason)
+        return RunOutcome.FAILED
+
+    def _set_stage(self, job_id: str, stage: str) -> None:
+        with self.db.session() as session:
+            jobs.set_stage(session, job_id, stage, STAGE_PROGRESS.get(stage, 0.0))
+
+    def _prepare_input(self, work: Path, paths: list[str]) -> Path:
+        """The job's input folder: hard links (copies across file systems) of the instances
+        recorded in the database. Names are made here; temporary ``.incoming-*`` files of
+        transfers in progress are never recorded, so they are never read."""
+        if not paths:
+            raise InputError("the study has no stored instances")
+        shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt's leftovers
+        input_dir = work / "input"
+        input_dir.mkdir(parents=True)
+        spool = self.settings.spool_dir.resolve()
+        for n, rel in enumerate(sorted(paths)):
+            src = (spool / rel).resolve()
+            if not src.is_relative_to(spool) or src.name.startswith("."):
+                raise InputError(f"instance path {rel!r} in the database is not in the spool")
+            dst = input_dir / f"{n:06d}.dcm"
+            try:
+                os.link(src, dst)
+            except FileNotFoundError:
+                raise
+            except OSError:  # another file system, or links not allowed: copy
+                shutil.copyfile(src, dst)
+        return input_dir
+
+    def _outcome(self, result: SegmentResult) -> JobOutcome:
+        report = result.report
+        return JobOutcome(
+            timings_s=dict(result.timings_s),
+            series=_series_chosen(result),
+            provider=self.model.provider_used,
+            model=f"{report.model_name} {report.model_version}",
+            lesion_count=report.lesion_count,
+            lesion_volume_ml=report.total_lesion_volume_ml,
+            brain_volume_ml=report.brain_volume_ml,
+            results=[
+                _result_record(ResultKind(kind), path, self.settings.results_dir)
+                for kind, path in result.files.items()
+            ],
+        )
+
+    # --- forwarding -----------------------------------------------------------------------
+
+    def forward(self, job_id: str, *, final_attempt: bool) -> ForwardOutcome:
+        """Send the job's SEG and SR to every destination still pending, once each."""
+        with self.db.session() as session:
+            job = jobs.get_job(session, job_id)
+            if job is None or job.state != JobState.SUCCEEDED:
+                return ForwardOutcome.SENT
+            pending = [
+                (f.id, f.destination)
+                for f in forwards.forwards_of(session, job_id)
+                if f.state == ForwardState.PENDING
+            ]
+            files = [
+                self.settings.results_dir / r.path for r in results.job_dicom_files(session, job_id)
+            ]
+        errors = 0
+        for forward_id, destination in pending:
+            error = _deliver(destination, files, self.settings)
+            errors += error is not None
+            with self.db.session() as session:
+                forwards.record_attempt(session, forward_id, error=error, final=final_attempt)
+            if error is not None:
+                log.warning("job %s: forwarding failed: %s", job_id, error)
+        if not errors:
+            return ForwardOutcome.SENT
+        return ForwardOutcome.FAILED if final_attempt else ForwardOutcome.PENDING
+
+
+def _deliver(destination: str, files: list[Path], settings: Settings) -> str | None:
+    """None when delivered, else the readable reason."""
+    try:
+        send(destination, files, settings)
+    except ForwardError as exc:
+        return str(exc)
+    except Exception as exc:  # a bug or an unexpected library error: still only this round
+        log.exception("forwarding to a destination raised")
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _clear_results(out_dir: Path) -> None:
+    """Remove what a killed earlier attempt left: the results folder and its staging folders
+    (``.<job id>.*`` beside it, see services.pipeline)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    for staging in out_dir.parent.glob(f".{out_dir.name}.*"):
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _series_chosen(result: SegmentResult) -> list[dict[str, Any]]:
+    """Per role: the series used and the selection decision that chose it."""
+    chosen = []
+    for role, used in result.report.series.items():
+        decision = next(
+            (
+                line
+                for line in result.decisions
+                if used.series_instance_uid in line and "selected as" in line
+            ),
+            None,
+        )
+        chosen.append({"role": role, **used.model_dump(), "decision": decision})
+    return chosen
+
+
+def _result_record(kind: ResultKind, path: Path, results_root: Path) -> ResultRecord:
+    rec: dict[str, Any] = {
+        "kind": kind,
+        "path": str(path.relative_to(results_root)),
+        "media_type": MEDIA_TYPES[kind],
+    }
+    if kind in (ResultKind.SEG, ResultKind.SR):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        number = ds.get("SeriesNumber")
+        rec |= {
+            "study_uid": str(ds.StudyInstanceUID),
+            "series_uid": str(ds.SeriesInstanceUID),
+            "sop_instance_uid": str(ds.SOPInstanceUID),
+            "sop_class_uid": str(ds.SOPClassUID),
+            "modality": str(ds.Modality),
+            "series_number": int(number) if number not in (None, "") else None,
+            "series_description": str(ds.get("SeriesDescription", "")) or None,
+        }
+    return ResultRecord(**rec)

@@ -1,0 +1,109 @@
+"""Thin Celery tasks: take a job id, let the :class:`~worker.runner.JobRunner` do the work,
+and turn its outcome into a retry with backoff (policy in :mod:`worker.policy`).
+
+Both tasks are idempotent: the job and forward rows in the database say what is left to do,
+so a redelivered message (late acks, lost worker) repeats nothing that already succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from celery import Celery, Task, current_app, shared_task
+from celery.signals import worker_process_init
+
+from services.config import Settings
+from services.store.database import Database
+from worker import policy
+from worker.celery_app import (
+    FORWARD_TASK,
+    JOB_SOFT_TIME_LIMIT_S,
+    JOB_TIME_LIMIT_S,
+    RUN_JOB_TASK,
+    NodeCelery,
+)
+from worker.runner import ForwardOutcome, JobRunner, RunOutcome
+
+log = logging.getLogger(__name__)
+
+_runner: JobRunner | None = None
+_runner_pid: int | None = None
+_runner_lock = threading.Lock()
+
+
+def node_settings(app: Celery) -> Settings:
+    """The settings the app was created with."""
+    if not isinstance(app, NodeCelery):
+        raise RuntimeError("mslesion tasks run only under worker.celery_app.create_celery()")
+    return app.node_settings
+
+
+def runner_for(app: Celery) -> JobRunner:
+    """This process's runner (database engine and ONNX sessions), created once per process."""
+    global _runner, _runner_pid
+    with _runner_lock:
+        if _runner is None or _runner_pid != os.getpid():  # never reuse a parent's engine
+            settings = node_settings(app)
+            _runner = JobRunner(settings, Database(settings.resolved_database_url()))
+            _runner_pid = os.getpid()
+        return _runner
+
+
+@worker_process_init.connect
+def _load_model(**_: Any) -> None:
+    """Create the ONNX sessions when a pool process starts, before its first job."""
+    app = current_app._get_current_object()
+    if not isinstance(app, NodeCelery):
+        return
+    try:
+        runner_for(app).model  # noqa: B018 - the property loads the model
+    except Exception:  # the first job retries loading it and records the reason
+        log.exception("the model could not be loaded at worker start")
+
+
+@shared_task(
+    bind=True,
+    name=RUN_JOB_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=JOB_SOFT_TIME_LIMIT_S,
+    time_limit=JOB_TIME_LIMIT_S,
+)
+def run_job(self: Task, job_id: str) -> str:
+    """Run one job; retry transient failures with exponential backoff, then forward."""
+    settings = node_settings(self.app)
+    retries = int(self.request.retries or 0)
+    delay = policy.job_retry_delay(settings, retries)
+    try:
+        outcome = runner_for(self.app).run(
+            job_id, final_attempt=policy.is_final_job_attempt(settings, retries)
+        )
+    except Exception as exc:  # the database could not even record the outcome
+        raise self.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
+    if outcome is RunOutcome.RETRY:
+        raise self.retry(countdown=delay, max_retries=settings.job_max_retries)
+    if outcome is RunOutcome.SUCCEEDED and settings.forward_destinations:
+        self.app.send_task(FORWARD_TASK, args=[job_id])
+    return outcome.value
+
+
+@shared_task(bind=True, name=FORWARD_TASK, acks_late=True, reject_on_worker_lost=True)
+def forward_results(self: Task, job_id: str) -> str:
+    """Send a job's SEG and SR to its pending destinations; retry with exponential backoff.
+
+    After the last retry the failing forwards are marked failed (with the reason) and can be
+    re-sent through :func:`services.jobs.resend`.
+    """
+    settings = node_settings(self.app)
+    retries = int(self.request.retries or 0)
+    final = policy.is_final_forward_attempt(settings, retries)
+    outcome = runner_for(self.app).forward(job_id, final_attempt=final)
+    if outcome is ForwardOutcome.PENDING:
+        raise self.retry(
+            countdown=policy.forward_retry_delay(settings, retries),
+            max_retries=settings.forward_max_retries,
+        )
+    return outcome.value
