@@ -53,9 +53,9 @@ def _create_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=_pg_args(url)
-    )
+    # No pre-ping (one round trip per checkout on the ingest hot path): a connection broken
+    # by a server restart raises once, is invalidated, and the sender's retry gets a new one.
+    return create_engine(url, pool_size=10, max_overflow=20, connect_args=_pg_args(url))
 
 
 def _pg_args(url: str) -> dict[str, Any]:

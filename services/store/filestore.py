@@ -25,7 +25,7 @@ class StorageFullError(OSError):
 
 def check_uid(uid: str, what: str) -> str:
     """Return ``uid`` if it is a valid DICOM UID (digits and dots, at most 64 chars)."""
-    if not uid or len(uid) > 64 or not _UID.match(uid):
+    if not uid or len(uid) > 64 or not _UID.fullmatch(uid):
         raise InputError(f"{what} is not a valid DICOM UID: {uid[:80]!r}")
     return uid
 
@@ -44,6 +44,14 @@ def write_durably(path: Path, data: bytes) -> None:
 
     Raises :class:`StorageFullError` when the volume is full; no partial file is left behind.
     """
+    publish(stage_durably(path, data), path)
+
+
+def stage_durably(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a hidden fsynced temporary file beside ``path``; return its path.
+
+    Nothing is visible under ``path`` until :func:`publish`; :func:`discard` drops it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".part")
     try:
@@ -51,13 +59,23 @@ def write_durably(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
     except OSError as exc:
         _unlink_quietly(tmp)
         if exc.errno in (28, 122):  # ENOSPC, EDQUOT
             raise StorageFullError(exc.errno, "no space left on the storage volume") from exc
         raise
+    return Path(tmp)
+
+
+def publish(staged: Path, path: Path) -> None:
+    """Atomically give a staged file its final name, durably."""
+    os.replace(staged, path)
+    fsync_dir(path.parent)
+
+
+def discard(staged: Path) -> None:
+    """Remove a staged file that will not be published (no error if already gone)."""
+    _unlink_quietly(str(staged))
 
 
 def fsync_dir(folder: Path) -> None:

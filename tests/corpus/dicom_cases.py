@@ -318,8 +318,7 @@ def _transfer_syntaxes() -> list[DicomCase]:
             "ts-deflated-corrupt-stream",
             _deflated_corrupt_stream,
             CANNOT,
-            "readable",
-            gap=ESCAPES.format("zlib.error"),
+            "readable|not a valid stream",
         ),
     ]
 
@@ -342,42 +341,36 @@ def _truncated() -> list[DicomCase]:
             lambda: _valid()[:132],
             CANNOT,
             "meta|truncat",
-            gap="refused as 0xA900 'StudyInstanceUID is not a valid DICOM UID'",
         ),
         _refused(
             "truncated-in-file-meta",
             _cut_in_value(TRANSFER_SYNTAX),
             CANNOT,
             "truncat",
-            gap="refused as 0xA900 'StudyInstanceUID is not a valid DICOM UID'",
         ),
         _refused(
             "truncated-in-uid-value",
             _cut_in_value(SERIES_UID),
             CANNOT,
             "truncat",
-            gap=ACCEPTS_TRUNCATED + " (stored under a shortened SeriesInstanceUID)",
         ),
         _refused(
             "truncated-in-data-element",
             _cut_in_value(PHOTOMETRIC),
             CANNOT,
             "truncat",
-            gap=ACCEPTS_TRUNCATED,
         ),
         _refused(
             "truncated-before-pixel-data",
             _cut_at_element(PIXEL_DATA),
             CANNOT,
             "pixel data",
-            gap=ACCEPTS_TRUNCATED,
         ),
         _refused(
             "truncated-in-pixel-data",
             _cut_in_value(PIXEL_DATA),
             CANNOT,
             "truncat",
-            gap=ACCEPTS_TRUNCATED,
         ),
     ]
 
@@ -389,49 +382,42 @@ def _wrong_vrs_and_lengths() -> list[DicomCase]:
             _with_vr(PATIENT_ID, b"ZZ"),
             CANNOT,
             "not a readable DICOM",
-            gap=ESCAPES.format("NotImplementedError"),
         ),
         _refused(
             "vr-bogus-code-on-study-uid",
             _with_vr(STUDY_UID, b"ZZ"),
             CANNOT,
             "not a readable DICOM",
-            gap=ESCAPES.format("NotImplementedError"),
         ),
         _refused(
             "vr-fd-on-sop-class-uid",
             _with_vr(SOP_CLASS_UID, b"FD"),
             CANNOT,
             "not a readable DICOM",
-            gap=ESCAPES.format("pydicom BytesLengthException"),
         ),
         _refused(
             "vr-us-with-odd-length",
             _us_odd_length,
             CANNOT,
             "not a readable DICOM",
-            gap="stored with 0x0000: Rows is never decoded at ingest",
         ),
         _refused(
             "length-0xFFFFFFF0-on-pixel-data",
             _huge_pixel_length,
             CANNOT,
             "truncat",
-            gap=ACCEPTS_TRUNCATED,
         ),
         _refused(
             "length-0xFFFFFFF0-on-private-ob",
             _huge_private_before_pixels,
             CANNOT,
             "truncat",
-            gap=ACCEPTS_TRUNCATED,
         ),
         _refused(
             "length-0xFFFFFFF0-on-study-uid",
             _un_replacing(STUDY_UID, 0xFFFFFFF0),
             CANNOT,
             "truncat",
-            gap="refused as 0xA900 (the rest of the file read as the UID)",
         ),
         _refused(
             "undefined-length-on-study-uid",
@@ -488,14 +474,12 @@ def _identifiers() -> list[DicomCase]:
             _with(PatientID="P" * 100),
             MISMATCH,
             "PatientID",
-            gap=PG_TOO_LONG,
         ),
         _refused(
             "patient-id-with-nul",
             _with(PatientID="AB\0CD"),
             MISMATCH,
             "PatientID",
-            gap="PostgreSQL refuses NUL in text: answered 0xA701 and the file is left",
         ),
     ]
     return cases

@@ -129,10 +129,6 @@ def test_several_patients_become_separate_studies(
     assert patients == {"CORPUS-A": 2, "CORPUS-B": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/ingest.py stores an instance whose PatientID contradicts its study's",
-)
 def test_one_study_two_patients_refuses_the_contradiction(
     node_settings: Settings, node_db: Database
 ) -> None:

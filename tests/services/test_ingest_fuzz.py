@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pydicom.errors import BytesLengthException
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from services.config import Settings
@@ -38,17 +36,8 @@ FUZZ = settings(
     deadline=None,
     database=None,  # nothing written into the repository; failures print a reproducer
     print_blob=True,
-    report_multiple_bugs=False,  # one failure, so the xfail below can check its type
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-# services/ingest.py lets these pydicom decoding errors escape (see tests/corpus gaps); the
-# marker lists them so any other crash or a broken invariant still fails the run.
-KNOWN_ESCAPES = pytest.mark.xfail(
-    raises=(NotImplementedError, BytesLengthException, zlib.error),
-    strict=False,
-    reason="services/ingest.py: pydicom decoding errors escape as non-IngestError",
-)
-
 SEEDS = (
     part10(mr_dataset(sop_uid="1.2.826.0.1.3680043.10.1044.88.1")),
     part10(mr_dataset(sop_uid="1.2.826.0.1.3680043.10.1044.88.2"), ImplicitVRLittleEndian),
@@ -234,14 +223,12 @@ def sqlite_db(tmp_path: Path) -> Database:
     return db
 
 
-@KNOWN_ESCAPES
 @FUZZ
 @given(data=mutated_files())
 def test_fuzz_ingest_sqlite(data: bytes, sqlite_db: Database, tmp_path: Path) -> None:
     check_invariant(sqlite_db, tmp_path / "spool", data)
 
 
-@KNOWN_ESCAPES
 @settings(FUZZ, max_examples=max(20, EXAMPLES // 5))
 @given(data=mutated_files())
 def test_fuzz_ingest_postgres(data: bytes, node_settings: Settings, node_db: Database) -> None:

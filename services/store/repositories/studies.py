@@ -6,6 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,28 +34,42 @@ def instance_exists(session: Session, sop_instance_uid: str) -> bool:
     return found is not None
 
 
+class PatientConflictError(Exception):
+    """An instance names a study that belongs to another patient."""
+
+
 def record_instance(
     session: Session, rec: InstanceRecord, source: Source, calling_aet: str | None
 ) -> bool:
     """Record a durably written instance; returns False if it was already known.
 
     A new instance reopens a completed study, so late series start a fresh quiet period.
+    Raises :class:`PatientConflictError` when the study is known under another PatientID.
     """
-    study = _get_or_create_study(session, rec, source, calling_aet)
-    try:
-        with session.begin_nested():
-            session.add(
-                Instance(
-                    study_id=study.id,
-                    series_uid=rec.series_uid,
-                    sop_instance_uid=rec.sop_instance_uid,
-                    sop_class_uid=rec.sop_class_uid,
-                    path=rec.path,
-                    size_bytes=rec.size_bytes,
-                )
-            )
-    except IntegrityError:
-        return False  # a concurrent association stored the same instance first
+    study = get_study(session, rec.study_uid)
+    if study is None:
+        if instance_exists(session, rec.sop_instance_uid):
+            return False  # a known instance re-sent under another study: keep the first
+        study = _get_or_create_study(session, rec, source, calling_aet)
+    if (study.patient_id or None) != (rec.patient_id or None):
+        raise PatientConflictError(
+            "StudyInstanceUID already received with a different PatientID; "
+            "one study cannot belong to two patients"
+        )
+    values = {
+        "study_id": study.id,
+        "series_uid": rec.series_uid,
+        "sop_instance_uid": rec.sop_instance_uid,
+        "sop_class_uid": rec.sop_class_uid,
+        "path": rec.path,
+        "size_bytes": rec.size_bytes,
+        "received_at": utcnow(),
+    }
+    # One round trip, no savepoint: a concurrent duplicate is skipped by the database itself.
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Instance).values(**values).on_conflict_do_nothing().returning(Instance.id)
+    if session.execute(stmt).first() is None:
+        return False
     session.execute(
         update(Study)
         .where(Study.id == study.id)
