@@ -3,8 +3,8 @@
 Authentication: an API key sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``,
 looked up by its SHA-256 (services/store/repositories/keys.authenticate). Authorisation: each
 route names the roles it admits; admin is admitted everywhere. Denials are audited, and so is
-every authorised read of patient data (see api/auditing.py, which writes the event once the
-response status is known).
+every authorised request, reads of patient data included (see api/auditing.py, which writes
+the event once the response status is known).
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 class Authorize:
     """Dependency admitting callers whose key has one of ``roles`` (admin always).
 
-    With ``audit`` set, the request is audited under that action whatever its outcome;
-    without it only a denial is.
+    Every request reaching it is audited whatever its outcome: under ``audit`` when given,
+    else under the route's method and path template; a denial under ``denied: <action>``.
     """
 
     def __init__(self, *roles: Role, audit: str | None = None, action: str = "access") -> None:
@@ -106,8 +106,10 @@ class Authorize:
                 403,
                 f"role {principal.role.value!r} may not do this (allowed: {allowed})",
             )
-        if self.audit:
-            mark_for_audit(request, AuditMark(principal.name, principal.role.value, self.audit))
+        # Every authorised request is audited, named by the route's action or, for routes
+        # that name none, by method and path template: no route can read patient data unseen.
+        action = self.audit or _route_action(request)
+        mark_for_audit(request, AuditMark(principal.name, principal.role.value, action))
         return principal
 
     def _deny(
@@ -118,3 +120,10 @@ class Authorize:
         )
         headers = UNAUTHENTICATED if status == 401 else None
         raise HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def _route_action(request: Request) -> str:
+    """``GET /api/v1/jobs``: the method and the matched route's path template (no values)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or "(unrouted)"
+    return f"{request.method} {template}"

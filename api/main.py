@@ -1,8 +1,11 @@
-"""The HTTP gateway: ``create_app(settings, db, dispatcher)`` wires routes, errors and CORS."""
+"""The HTTP gateway: ``create_app(settings, db, dispatcher)`` wires routes, errors, audit,
+the rate limit and CORS. No static files are mounted: every file leaves through a route that
+authorises and audits the request (docs/SECURITY.md)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -10,12 +13,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.auditing import AuditMiddleware
+from api.ratelimit import RateLimitMiddleware
 from api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
+from api.schemas import ErrorOut
 from services.config import Settings
 from services.jobs import Dispatcher
 from services.store.database import Database
 
 log = logging.getLogger(__name__)
+
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorOut, "description": "Too many requests; see the Retry-After header"}
+}
 
 DESCRIPTION = (
     "MS lesion segmentation node: DICOMweb STOW-RS upload, zip upload, jobs, result "
@@ -31,10 +40,16 @@ def create_app(settings: Settings, db: Database, dispatcher: Dispatcher) -> Fast
     app.state.db = db
     app.state.dispatcher = dispatcher
     for module in (health, stow, uploads, jobs, results, dicomweb, patients, audit):
-        app.include_router(module.router)
+        # Every route but the health probes may answer 429 (api/ratelimit.py).
+        limited = settings.rate_limit_per_minute and module is not health
+        app.include_router(module.router, responses=RATE_LIMITED if limited else None)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
+    # Starlette runs the last added middleware first: CORS, then the rate limit, then audit.
     app.add_middleware(AuditMiddleware, db=db)
+    if settings.rate_limit_per_minute:
+        app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
+    # CORS stays closed (no Access-Control-Allow-* header at all) unless origins are listed.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

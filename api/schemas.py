@@ -26,6 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in (
         (401, "No API key, or an unknown or revoked one"),
         (403, "The key's role may not do this"),
+        (429, "Too many requests from this key (or address); retry after Retry-After seconds"),
         (503, "The database (or the audit trail) is unavailable; retry later"),
     )
 }

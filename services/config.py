@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="A job still 'queued' this long after it was enqueued is enqueued again "
         "(the database, not the broker, is the source of truth).",
     )
+    job_lease_s: float = Field(
+        default=2400.0,
+        gt=0,
+        description="A job still 'running' this long after it started is presumed lost (its "
+        "worker died without the message coming back) and is offered again. Must exceed the "
+        "worker's hard time limit (worker/celery_app.py JOB_TIME_LIMIT_S, 2100 s), so that no "
+        "job still running is ever started twice.",
+    )
     # --- DICOM listener ------------------------------------------------------------------------
     ae_title: str = Field(default="MSLESION", max_length=16, description="The node's AE title.")
     dicom_host: str = Field(default="0.0.0.0", description="Listener bind address.")
@@ -103,14 +111,53 @@ class Settings(BaseSettings):
         ge=0,
         description="A study is complete after this many seconds without a new instance.",
     )
+    dicom_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the listener. With dicom_tls_key set, the "
+        "listener speaks DICOM over TLS only (PS3.15 B.9, TLS 1.2 or later).",
+    )
+    dicom_tls_key: Path | None = Field(
+        default=None, description="PEM private key of dicom_tls_cert."
+    )
+    dicom_tls_ca: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs whose client certificates the listener accepts.",
+    )
+    dicom_tls_require_client_cert: bool = Field(
+        default=False,
+        description="Refuse DICOM TLS clients without a certificate signed by dicom_tls_ca.",
+    )
     # --- HTTP gateway --------------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Gateway port.")
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="Largest STOW-RS or zip upload body (bytes)."
     )
+    max_zip_members: int = Field(
+        default=100_000, ge=1, description="Most members a zip upload may have."
+    )
+    max_zip_expanded_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description="Most bytes a zip upload may expand to (all members; zip-bomb limit).",
+    )
+    max_zip_member_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Most bytes one zip upload member may expand to."
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list). Empty: closed."
+    )
+    http_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the gateway. With http_tls_key set, the gateway "
+        "serves HTTPS only. Alternative: TLS at a reverse proxy (docs/SECURITY.md).",
+    )
+    http_tls_key: Path | None = Field(default=None, description="PEM private key of http_tls_cert.")
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests per minute per API key (per client address without a valid key), "
+        "in bursts of up to the same number; 0 turns the limit off.",
     )
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
@@ -145,7 +192,6 @@ class Settings(BaseSettings):
     def results_dir(self) -> Path:
         """Result files, by job id (never by user input)."""
         return self.data_dir / "results"
-
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,10 @@ so a broker outage delays work but never loses it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
+from services.config import Settings
 from services.store.database import Database
 from services.store.repositories import jobs, studies
 
@@ -79,6 +81,65 @@ def requeue_stale(db: Database, dispatcher: Dispatcher, older_than_s: float) -> 
     with db.session() as session:
         stale = jobs.stale_queued(session, older_than_s)
     return [job_id for job_id in stale if offer(db, dispatcher, job_id)]
+
+
+def requeue_lost_running(
+    db: Database, dispatcher: Dispatcher, lease_s: float, older_than_s: float
+) -> list[str]:
+    """Offer again every job 'running' past its lease: its worker died and the message did
+    not come back (e.g. the whole worker was killed). The claim then takes it over."""
+    with db.session() as session:
+        lost = jobs.lost_running(session, lease_s, older_than_s)
+    for job_id in lost:
+        log.warning(
+            "job %s running past its lease of %.0f s: worker presumed lost", job_id, lease_s
+        )
+    return [job_id for job_id in lost if offer(db, dispatcher, job_id)]
+
+
+def requeue_lost_forwards(
+    db: Database, dispatcher: Dispatcher, older_than_s: float, backoff_s: float
+) -> list[str]:
+    """Offer forwarding again for jobs whose pending forwards were left untouched (the
+    forwarding message was lost); returns the job ids offered."""
+    from services.store.repositories import forwards
+
+    with db.session() as session:
+        stale = forwards.stale_pending(session, older_than_s, backoff_s)
+    offered = []
+    for job_id in stale:
+        try:
+            dispatcher.enqueue_forward(job_id)
+        except Exception as exc:  # broker down: the next round tries again
+            log.warning("forwarding of job %s not enqueued (%s); will retry", job_id, exc)
+            continue
+        with db.session() as session:
+            forwards.mark_offered(session, job_id)
+        offered.append(job_id)
+    return offered
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What one reconciler round offered again, by reason."""
+
+    queued: list[str]
+    lost_running: list[str]
+    lost_forwards: list[str]
+
+
+def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings) -> Reconciled:
+    """One round of the reconciler: the database says what must happen, the queue may have
+    lost it. Re-offers stale queued jobs, jobs running past their lease, lost forwards."""
+    return Reconciled(
+        queued=requeue_stale(db, dispatcher, settings.requeue_after_s),
+        lost_running=requeue_lost_running(
+            db, dispatcher, settings.job_lease_s, settings.requeue_after_s
+        ),
+        lost_forwards=requeue_lost_forwards(
+            db, dispatcher, settings.requeue_after_s, settings.forward_retry_backoff_s
+        ),
+    )
 
 
 def resend(db: Database, dispatcher: Dispatcher, job_id: str) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from services.config import Settings
 from services.errors import MSLesionError
 from services.jobs import Dispatcher
+from services.logpolicy import apply_log_policy
 from services.store.database import Database
 from services.store.enums import Role
 from services.store.repositories import keys
@@ -66,6 +67,7 @@ class Node:
     """The running parts of one process; ``start`` returns once they all accept work."""
 
     def __init__(self, settings: Settings, parts: Parts) -> None:
+        apply_log_policy()  # before any engine or server exists: no PHI in any log line
         self.settings = settings
         self.parts = parts
         self.db = Database(settings.resolved_database_url())
@@ -81,9 +83,7 @@ class Node:
         """Migrate if asked, then start the parts (dispatcher first, listener last)."""
         if migrate:
             self.db.migrate()
-        self.admin_key = ensure_admin_key(
-            self.settings, self.db, create_if_none=create_admin_key
-        )
+        self.admin_key = ensure_admin_key(self.settings, self.db, create_if_none=create_admin_key)
         self.dispatcher = self._start_dispatcher()
         if self.parts.http:
             self._start_http()
@@ -118,8 +118,10 @@ class Node:
         import uvicorn
 
         from api.main import create_app
+        from services.tls import http_server_options
 
         assert self.dispatcher is not None
+        tls = http_server_options(self.settings)  # before anything starts: fail fast
         app = create_app(self.settings, self.db, self.dispatcher)
         config = uvicorn.Config(
             app,
@@ -127,6 +129,7 @@ class Node:
             port=self.settings.http_port,
             log_level="warning",
             access_log=False,  # request paths carry patient IDs (lesion-load): no access log
+            **tls,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="http", daemon=True)
@@ -141,7 +144,7 @@ class Node:
             time.sleep(0.05)
         self.http_port = int(server.servers[0].sockets[0].getsockname()[1])
         self._http_server, self._http_thread = server, thread
-        log.info("HTTP gateway on port %d", self.http_port)
+        log.info("HTTP gateway on port %d%s", self.http_port, " (HTTPS)" if tls else "")
 
     def stop(self) -> None:
         """Stop accepting work first (HTTP, DICOM), then the worker; close the database."""

@@ -30,6 +30,7 @@ from services.store.database import Database
 from services.store.enums import ForwardState, JobState, ResultKind
 from services.store.repositories import forwards, jobs, results, studies
 from services.store.repositories.jobs import JobOutcome, ResultRecord
+from services.store.tables import Job
 from worker.outcomes import ForwardOutcome, RunOutcome
 
 __all__ = ["ForwardOutcome", "JobRunner", "RunOutcome", "worker_name"]
@@ -103,13 +104,29 @@ class JobRunner:
         Bad input fails the job at once with a readable reason; any other error puts it back
         in the queue (:attr:`RunOutcome.RETRY`) unless this is the final attempt.
         """
+        me = worker_name()
         with self.db.session() as session:
-            job = jobs.claim(session, job_id, worker_name())
+            job = jobs.claim(
+                session,
+                job_id,
+                me,
+                lease_s=self.settings.job_lease_s,
+                orphaned_by=_dead_local_worker(jobs.get_job(session, job_id)),
+            )
             if job is None:
-                log.info("job %s is finished or unknown: skipped", job_id)
+                # Finished, unknown, or running in a live worker (a duplicate message).
+                log.info("job %s is finished, running elsewhere or unknown: skipped", job_id)
                 return RunOutcome.SKIPPED
             attempts, study_id = job.attempts, job.study_id
             paths = studies.study_instance_paths(session, study_id)
+        if attempts > self.settings.job_max_retries + 1:
+            # Only lost workers (killed, e.g. by the out-of-memory killer) count past the
+            # retries: a study that kills every worker must end, visibly, not loop.
+            return self._fail(
+                job_id,
+                f"gave up after {attempts - 1} attempt(s): the worker running the job was "
+                "lost each time (killed or out of memory)",
+            )
         # Attempts are counted in the database, so redeliveries after a lost worker (which
         # do not count as Celery retries) cannot loop forever either.
         final_attempt = final_attempt or attempts > self.settings.job_max_retries
@@ -125,7 +142,7 @@ class JobRunner:
                 return self._fail(job_id, f"gave up after {attempts} attempt(s): {reason}")
             log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempts, reason)
             with self.db.session() as session:
-                jobs.back_to_queue(session, job_id, reason)
+                jobs.back_to_queue(session, job_id, reason, worker=me)
             return RunOutcome.RETRY
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -147,7 +164,7 @@ class JobRunner:
         outcome.timings_s["prepare_input"] = round(prepared_s, 3)
         outcome.timings_s["total"] = round(time.perf_counter() - t0, 3)
         with self.db.session() as session:
-            if not jobs.succeed(session, job_id, outcome):
+            if not jobs.succeed(session, job_id, outcome, worker=worker_name()):
                 # Another worker took the job over (we were presumed dead): its run counts.
                 log.warning("job %s was taken over by another worker; result dropped", job_id)
                 return RunOutcome.SKIPPED
@@ -164,7 +181,7 @@ class JobRunner:
     def _fail(self, job_id: str, reason: str) -> RunOutcome:
         log.info("job %s failed: %s", job_id, reason)
         with self.db.session() as session:
-            jobs.fail(session, job_id, reason)
+            jobs.fail(session, job_id, reason, worker=worker_name())
         return RunOutcome.FAILED
 
     def _set_stage(self, job_id: str, stage: str) -> None:
@@ -237,6 +254,32 @@ class JobRunner:
         if not errors:
             return ForwardOutcome.SENT
         return ForwardOutcome.FAILED if final_attempt else ForwardOutcome.PENDING
+
+
+def _dead_local_worker(job: Job | None) -> str | None:
+    """The worker holding a running job when it was a process of this host that no longer
+    exists (a pool process killed, e.g. by the out-of-memory killer); else None.
+
+    Celery redelivers such a job's message at once (``reject_on_worker_lost``); knowing its
+    worker is gone lets the claim take the job over now rather than after the lease. A
+    worker on another host, or one still alive here, is never presumed dead by this.
+    """
+    if job is None or job.state != JobState.RUNNING or not job.worker:
+        return None
+    host, _, pid = job.worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return None
+    return job.worker if not _process_exists(int(pid)) else None
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _deliver(destination: str, files: list[Path], settings: Settings) -> str | None:

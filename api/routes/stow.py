@@ -104,10 +104,7 @@ async def _stow(
     try:
         parser.close()
     except MultipartError as exc:
-        if not outcomes:
-            raise HTTPException(400, f"malformed multipart/related body: {exc}") from exc
-        # Earlier parts are stored durably; report the truncated one as not understood.
-        outcomes.append(_failure(DicomStatus.CANNOT_UNDERSTAND, str(exc)))
+        raise _malformed(exc, outcomes) from exc
     if not outcomes:
         raise HTTPException(400, "the multipart/related body has no parts")
     jobs = await run_in_threadpool(complete_studies, db, dispatcher, outcomes, principal.name)
@@ -152,11 +149,21 @@ def _feed(parser: MultipartStreamParser, chunk: bytes, outcomes: list[Outcome]) 
     try:
         return parser.feed(chunk)
     except MultipartError as exc:
-        if not outcomes:
-            raise HTTPException(400, f"malformed multipart/related body: {exc}") from exc
-        raise HTTPException(
-            400, f"malformed multipart/related body after {len(outcomes)} part(s): {exc}"
-        ) from exc
+        raise _malformed(exc, outcomes) from exc
+
+
+def _malformed(exc: MultipartError, outcomes: list[Outcome]) -> HTTPException:
+    """400 for a broken body, wherever it breaks. Parts completed before the break are
+    stored durably (a retry of the whole request is idempotent) but get no job here: the
+    study may be incomplete, so it is left to the quiet-study monitor."""
+    if not outcomes:
+        return HTTPException(400, f"malformed multipart/related body: {exc}")
+    stored = sum(o.ok for o in outcomes)
+    return HTTPException(
+        400,
+        f"malformed multipart/related body after {len(outcomes)} part(s), {stored} of them "
+        f"stored: {exc}",
+    )
 
 
 async def _ingest(db: Database, settings: Settings, part: Part, study: str | None) -> Outcome:

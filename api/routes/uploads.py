@@ -1,15 +1,18 @@
 """``POST /api/v1/uploads``: a zip of a DICOM study, for scripts.
 
 The body is streamed to a temporary file under the data folder (size limit enforced while
-reading), the archive is checked against the reader's zip-bomb limits, every member is read
-in memory (never extracted by name, so member paths cannot escape anywhere) and stored like
-a STOW-RS part, and each study that received new instances gets a job.
+reading), the archive is checked against the zip limits of the settings (members, expanded
+bytes: 413 for a possible zip bomb), an archive naming a member with an absolute path or a
+``..`` component is refused whole (400; members are never extracted by name, but such an
+archive is not what a scanner or PACS export makes), every member is read in memory and
+stored like a STOW-RS part, and each study that received new instances gets a job.
 """
 
 from __future__ import annotations
 
 import tempfile
 import zipfile
+from pathlib import PurePosixPath
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -29,6 +32,7 @@ from services.store.enums import Role, Source
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
+DAMAGED = "unreadable member"
 
 
 @router.post(
@@ -85,7 +89,11 @@ def _too_large(limit: int) -> HTTPException:
 def _ingest_zip(
     db: Database, settings: Settings, spooled: IO[bytes]
 ) -> tuple[list[str], list[Outcome]]:
-    limits = ZipLimits()
+    limits = ZipLimits(
+        max_members=settings.max_zip_members,
+        max_total_bytes=settings.max_zip_expanded_bytes,
+        max_member_bytes=settings.max_zip_member_bytes,
+    )
     try:
         archive = zipfile.ZipFile(spooled)
     except zipfile.BadZipFile as exc:
@@ -103,7 +111,14 @@ def _ingest_zip(
 def _check_limits(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
     if len(members) > limits.max_members:
         raise HTTPException(
-            400, f"the zip has {len(members)} members, more than the limit of {limits.max_members}"
+            413, f"the zip has {len(members)} members, more than the limit of {limits.max_members}"
+        )
+    unsafe = [info.filename for info in members if _unsafe_name(info.filename)]
+    if unsafe:
+        raise HTTPException(
+            400,
+            "the zip has member(s) with an absolute path or a '..' component (path traversal), "
+            f"archive refused: {', '.join(repr(n) for n in unsafe[:5])}",
         )
     if any(info.flag_bits & 0x1 for info in members):
         raise HTTPException(400, "the zip has encrypted members: send it without a password")
@@ -112,10 +127,18 @@ def _check_limits(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
         info.file_size > limits.max_member_bytes for info in members
     ):
         raise HTTPException(
-            400,
+            413,
             f"the zip expands to {total} bytes (limits: {limits.max_total_bytes} in all, "
             f"{limits.max_member_bytes} per member): refused as a possible zip bomb",
         )
+
+
+def _unsafe_name(name: str) -> bool:
+    """An absolute path, a drive letter or a '..' component (the rule of
+    services.dicom.reader, which refuses the same archives)."""
+    normalised = name.replace("\\", "/")
+    has_drive = len(normalised) > 1 and normalised[1] == ":"
+    return normalised.startswith("/") or has_drive or ".." in PurePosixPath(normalised).parts
 
 
 def _ingest_member(
@@ -130,18 +153,9 @@ def _ingest_member(
             # Read one byte past the limit: a member whose header lies about its size is caught.
             data = member.read(limits.max_member_bytes + 1)
     except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
-        return Outcome(
-            None, None, None, None, int(DicomStatus.CANNOT_UNDERSTAND), f"unreadable member ({exc})"
-        )
+        return _not_understood(f"{DAMAGED} ({exc})")
     if len(data) > limits.max_member_bytes:
-        return Outcome(
-            None,
-            None,
-            None,
-            None,
-            int(DicomStatus.CANNOT_UNDERSTAND),
-            "member larger than its header says",
-        )
+        return _not_understood(f"{DAMAGED} (it expands beyond what its header declares)")
     return ingest_bytes(db, settings.spool_dir, data, Source.UPLOAD)
 
 
@@ -165,6 +179,13 @@ def _answer(names: list[str], outcomes: list[Outcome], jobs: dict[str, str]) -> 
             )
         if DicomStatus.OUT_OF_RESOURCES in statuses:
             raise HTTPException(507, "the node's storage is full; no instance was stored")
+        damaged = [f for f in failures if f.reason.startswith(DAMAGED)]
+        if damaged:
+            # The archive itself is corrupt (bad CRC, sizes that lie): a malformed request.
+            raise HTTPException(
+                400,
+                f"the zip archive is damaged: member {damaged[0].file!r}: {damaged[0].reason}",
+            )
         detail = {
             "message": "no DICOM instance in the archive could be stored",
             "failures": [f.model_dump() for f in failures],

@@ -13,14 +13,15 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.config import Settings
-from services.jobs import Dispatcher, close_quiet_studies, requeue_stale
+from services.jobs import Dispatcher, close_quiet_studies, reconcile
 from services.store.database import Database
 
 log = logging.getLogger(__name__)
 
 
 class StudyMonitor:
-    """Every ``interval_s``: one job per quiet study, and stale queued jobs offered again."""
+    """Every ``interval_s``: one job per quiet study, and the reconciler's round (jobs and
+    forwards the queue lost, see :func:`services.jobs.reconcile`)."""
 
     def __init__(
         self, settings: Settings, db: Database, dispatcher: Dispatcher, interval_s: float = 1.0
@@ -33,11 +34,17 @@ class StudyMonitor:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[str]:
-        """One tick: close quiet studies, re-offer stale jobs; the ids of jobs created."""
+        """One tick: close quiet studies, re-offer what the queue lost; the ids of jobs created."""
         created = close_quiet_studies(self._db, self._dispatcher, self._settings.study_quiet_s)
-        requeued = requeue_stale(self._db, self._dispatcher, self._settings.requeue_after_s)
-        if requeued:
-            log.info("re-offered %d stale queued job(s)", len(requeued))
+        again = reconcile(self._db, self._dispatcher, self._settings)
+        if again.queued or again.lost_running or again.lost_forwards:
+            log.info(
+                "re-offered %d stale queued job(s), %d lost running job(s), "
+                "forwarding of %d job(s)",
+                len(again.queued),
+                len(again.lost_running),
+                len(again.lost_forwards),
+            )
         return created
 
     def start(self) -> None:

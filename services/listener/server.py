@@ -1,7 +1,9 @@
 """The DICOM listener: a pynetdicom C-ECHO / C-STORE SCP for MR images.
 
-Association rules: the called AE title must be the node's; the calling AE title must be on
-the allow-list when one is configured; at most ``max_associations`` at once. Only MR storage
+With ``dicom_tls_cert``/``dicom_tls_key`` set the port speaks DICOM over TLS only (see
+services/tls.py), optionally requiring client certificates. Association rules: the called AE
+title must be the node's; the calling AE title must be on the allow-list when one is
+configured; at most ``max_associations`` at once. Only MR storage
 SOP classes (and Verification) are negotiated, so anything else is refused at association
 time with the presentation context rejected.
 """
@@ -35,6 +37,7 @@ from services.config import Settings
 from services.ingest import SUPPORTED_SOP_CLASSES
 from services.listener.handlers import handle_echo, handle_store
 from services.store.database import Database
+from services.tls import dicom_server_context
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +94,17 @@ class Listener:
             (evt.EVT_REJECTED, _log_rejected),
         ]
         address = (self._settings.dicom_host, self._settings.dicom_port)
+        ssl_context = dicom_server_context(self._settings)
         self._server = build_ae(self._settings).start_server(
-            address, block=False, evt_handlers=handlers
+            address, block=False, evt_handlers=handlers, ssl_context=ssl_context
         )
-        log.info("DICOM listener %s on %s:%d", self._settings.ae_title, address[0], self.port)
+        log.info(
+            "DICOM listener %s on %s:%d%s",
+            self._settings.ae_title,
+            address[0],
+            self.port,
+            " (TLS)" if ssl_context else "",
+        )
         return self.port
 
     def stop(self) -> None:

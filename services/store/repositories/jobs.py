@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from services.store.enums import JobState, ResultKind
@@ -77,15 +77,33 @@ def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
 
 
-def claim(session: Session, job_id: str, worker: str) -> Job | None:
-    """Move a queued (or orphaned running) job to running; None if it is already finished.
+def claim(
+    session: Session,
+    job_id: str,
+    worker: str,
+    *,
+    lease_s: float | None = None,
+    orphaned_by: str | None = None,
+) -> Job | None:
+    """Move a queued job to running; None if it is finished, unknown or running elsewhere.
 
-    A job found 'running' was left by a worker that died: acks_late redelivered it, so it is
-    taken over and restarted.
+    A job found 'running' is taken over (and restarted) only when its worker is presumed
+    lost: it started more than ``lease_s`` seconds ago (the lease outlasts the worker's hard
+    time limit, so no live run is that old), or it is still held by ``orphaned_by``, a
+    worker the caller knows to be dead. Any other message for a running job is a duplicate.
     """
+    takeover = []
+    if lease_s is not None:
+        cutoff = utcnow() - dt.timedelta(seconds=lease_s)
+        takeover += [Job.started_at.is_(None), Job.started_at <= cutoff]
+    if orphaned_by is not None:
+        takeover.append(Job.worker == orphaned_by)
+    claimable = Job.state == JobState.QUEUED
+    if takeover:
+        claimable = or_(claimable, and_(Job.state == JobState.RUNNING, or_(*takeover)))
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .where(Job.id == job_id, claimable)
         .values(
             state=JobState.RUNNING,
             attempts=Job.attempts + 1,
@@ -110,11 +128,12 @@ def set_stage(session: Session, job_id: str, stage: str, progress: float) -> Non
     )
 
 
-def succeed(session: Session, job_id: str, outcome: JobOutcome) -> bool:
-    """Store the outcome and result files of a running job; False if it was not running."""
+def succeed(session: Session, job_id: str, outcome: JobOutcome, worker: str | None = None) -> bool:
+    """Store the outcome and result files of a running job; False if it was not running
+    (or, with ``worker``, is no longer held by that worker: another one took it over)."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state == JobState.RUNNING)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING, *_held_by(worker))
         .values(
             state=JobState.SUCCEEDED,
             stage="done",
@@ -138,22 +157,50 @@ def succeed(session: Session, job_id: str, outcome: JobOutcome) -> bool:
 
 
 def fail(
-    session: Session, job_id: str, error: str, series: list[dict[str, Any]] | None = None
+    session: Session,
+    job_id: str,
+    error: str,
+    series: list[dict[str, Any]] | None = None,
+    worker: str | None = None,
 ) -> None:
-    """Mark a job failed with a readable reason (no retry follows)."""
+    """Mark a job failed with a readable reason (no retry follows); with ``worker``, only
+    while that worker still holds the job."""
     values: dict[str, Any] = {"state": JobState.FAILED, "error": error, "finished_at": utcnow()}
     if series is not None:
         values["series"] = series
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    session.execute(update(Job).where(Job.id == job_id, *_held_by(worker)).values(**values))
 
 
-def back_to_queue(session: Session, job_id: str, error: str) -> None:
-    """A transient failure: the job waits for its retry."""
+def back_to_queue(session: Session, job_id: str, error: str, worker: str | None = None) -> None:
+    """A transient failure: the job waits for its retry (with ``worker``: only while that
+    worker still holds it)."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, *_held_by(worker))
         .values(state=JobState.QUEUED, error=error, stage="waiting for retry")
     )
+
+
+def _held_by(worker: str | None) -> list[Any]:
+    if worker is None:
+        return []
+    return [Job.state == JobState.RUNNING, Job.worker == worker]
+
+
+def lost_running(session: Session, lease_s: float, older_than_s: float) -> list[str]:
+    """Jobs 'running' for longer than ``lease_s`` (their worker is presumed lost) and not
+    offered again in the last ``older_than_s`` seconds."""
+    now = utcnow()
+    lease_cutoff = now - dt.timedelta(seconds=lease_s)
+    offer_cutoff = now - dt.timedelta(seconds=older_than_s)
+    rows = session.scalars(
+        select(Job.id).where(
+            Job.state == JobState.RUNNING,
+            Job.started_at.is_(None) | (Job.started_at <= lease_cutoff),
+            Job.enqueued_at.is_(None) | (Job.enqueued_at <= offer_cutoff),
+        )
+    )
+    return list(rows)
 
 
 def stale_queued(session: Session, older_than_s: float) -> list[str]:
