@@ -385,7 +385,10 @@ def _announce(node: object) -> None:
     assert isinstance(node, Node)
     s = node.settings
     if node.http_port is not None:
-        typer.echo(f"gateway: http://{s.http_host}:{node.http_port}  (API docs at /docs)")
+        from services.tls import http_scheme
+
+        scheme = http_scheme(s)
+        typer.echo(f"gateway: {scheme}://{s.http_host}:{node.http_port}  (API docs at /docs)")
     if node.dicom_port is not None:
         typer.echo(f"DICOM listener: AE {s.ae_title} on port {node.dicom_port}")
     if node.admin_key is not None:

@@ -97,6 +97,17 @@ def requeue_lost_running(
     return [job_id for job_id in lost if offer(db, dispatcher, job_id)]
 
 
+def recover_after_restart(db: Database, dispatcher: Dispatcher) -> list[str]:
+    """One-machine mode at start: offer every queued or running job again at once.
+
+    Nothing of this node can be running yet, so a 'running' job lost its worker with the last
+    process; the runner's claim takes it over when its recorded worker is a dead local process.
+    """
+    with db.session() as session:
+        pending = jobs.stale_queued(session, 0.0) + jobs.lost_running(session, 0.0, 0.0)
+    return [job_id for job_id in pending if offer(db, dispatcher, job_id)]
+
+
 def requeue_lost_forwards(
     db: Database, dispatcher: Dispatcher, older_than_s: float, backoff_s: float
 ) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from services.config import Settings
 from services.errors import MSLesionError
-from services.jobs import Dispatcher
+from services.jobs import Dispatcher, recover_after_restart
 from services.logpolicy import apply_log_policy
 from services.store.database import Database
 from services.store.enums import Role
@@ -99,6 +99,9 @@ class Node:
         dispatcher = InProcessDispatcher(JobRunner(self.settings, self.db), self.settings)
         dispatcher.start()
         self._stoppers.append(("worker", dispatcher))
+        recovered = recover_after_restart(self.db, dispatcher)
+        if recovered:
+            log.info("re-offered %d job(s) left by the previous run", len(recovered))
         return dispatcher
 
     def _start_dicom(self) -> None:

@@ -13,9 +13,10 @@ import threading
 from typing import Any
 
 from celery import Celery, Task, current_app, shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from services.config import Settings
+from services.logpolicy import apply_log_policy
 from services.store.database import Database
 from worker import policy
 from worker.celery_app import (
@@ -52,9 +53,16 @@ def runner_for(app: Celery) -> JobRunner:
         return _runner
 
 
+@worker_init.connect
+def _log_policy_in_main_process(**_: Any) -> None:
+    """The worker's main process logs too (task receipt, failures): same no-PHI policy."""
+    apply_log_policy()
+
+
 @worker_process_init.connect
 def _load_model(**_: Any) -> None:
-    """Create the ONNX sessions when a pool process starts, before its first job."""
+    """Apply the no-PHI log policy and create the ONNX sessions when a pool process starts."""
+    apply_log_policy()
     app = current_app._get_current_object()
     if not isinstance(app, NodeCelery):
         return
