@@ -633,6 +633,20 @@ def _make_frame(series: Series, source: SourceFile, header: Dataset, index: int 
     )
 
 
+# A brain MR series larger than this is not one (1 GiB as float32; 512 x 512 x 1024): refuse
+# it before decoding rather than let a worker run out of memory.
+MAX_SERIES_VOXELS = 512 * 512 * 1024
+
+
+def _check_size(series: Series, frames: list[_Frame]) -> None:
+    voxels = sum(f.shape[0] * f.shape[1] for f in frames)
+    if voxels > MAX_SERIES_VOXELS:
+        raise series.error(
+            f"{len(frames)} frames of {frames[0].shape[0]}x{frames[0].shape[1]} make "
+            f"{voxels:,} voxels, more than the limit of {MAX_SERIES_VOXELS:,} for one series"
+        )
+
+
 def _series_frames(series: Series, echo_time: float | None) -> list[_Frame]:
     frames: list[_Frame] = []
     for source, header in zip(series.files, series.headers, strict=True):
@@ -849,6 +863,7 @@ def load_series_volume(series: Series, *, echo_time: float | None = None) -> Ser
     if problem:
         raise series.error(problem)
     frames = _series_frames(series, echo_time)
+    _check_size(series, frames)
     stack = _stack(series, frames)
     ordered = [frames[i] for i in stack.order]
     image = sitk.GetImageFromArray(_assemble(series, ordered))

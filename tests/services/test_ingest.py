@@ -161,8 +161,8 @@ def test_zip_case(case: ZipCase, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_5000_slice_series_is_read_and_stacked(tmp_path: Path) -> None:
-    # The reader sets no limit on a series' slice count: 5,000 tiny slices are read and
-    # stacked into one volume (memory grows with slices × rows × columns; see the report).
+    # The reader limits a series by voxels, not slices (MAX_SERIES_VOXELS, tested in
+    # tests/services/dicom/test_reader_limits.py): 5,000 tiny slices are read and stacked.
     write_large_series(tmp_path / "series")
     study = read_study(tmp_path / "series")
     [series] = study.series
