@@ -89,7 +89,7 @@ def drop_database(url: str) -> None:
 def serve_gateway(db_url: str, data_dir: str, port: int) -> None:
     from api.main import create_app
 
-    settings = Settings(data_dir=Path(data_dir), database_url=db_url)
+    settings = Settings(data_dir=Path(data_dir), database_url=db_url, rate_limit_per_minute=0)
     db = Database(db_url)
     with db.session() as session:
         keys.ensure_key(session, "bench", Role.ADMIN, API_KEY)
