@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,27 +66,45 @@ def pg_template() -> Iterator[str]:
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    """URL of a fresh, migrated PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def fresh_pg_database(template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database cloned from ``template``, dropped on exit."""
     name = f"mslesion_t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield f"{PG_ADMIN_URL}/{name}"
-    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield f"{PG_ADMIN_URL}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database number private to this test (flushed before and after)."""
+@contextmanager
+def fresh_redis_db() -> Iterator[str]:
+    """A Redis database number, flushed before and after use."""
     import redis
 
     db_index = 1 + (os.getpid() + uuid.uuid4().int) % 14
     url = f"{REDIS_URL}/{db_index}"
     client = redis.Redis.from_url(url)
     client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database for one test, dropped afterwards."""
+    with fresh_pg_database(pg_template) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number private to this test (flushed before and after)."""
+    with fresh_redis_db() as url:
+        yield url
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from services.pipeline import SegmentResult, segment_study
 from services.segmentation.cascade import CascadeModel
 from services.store import filestore
 from services.store.database import Database
-from services.store.enums import ForwardState, JobState, ResultKind
+from services.store.enums import RESULT_MEDIA_TYPES, ForwardState, JobState, ResultKind
 from services.store.repositories import forwards, jobs, results, studies
 from services.store.repositories.jobs import JobOutcome, ResultRecord
 from services.store.tables import Job
@@ -50,13 +50,7 @@ STAGE_PROGRESS = {
     "postprocess": 0.85,
     "outputs": 0.90,
 }
-MEDIA_TYPES = {
-    ResultKind.SEG: "application/dicom",
-    ResultKind.SR: "application/dicom",
-    ResultKind.JSON: "application/json",
-    ResultKind.PNG: "image/png",
-    ResultKind.LOG: "text/plain",
-}
+MEDIA_TYPES = RESULT_MEDIA_TYPES
 
 
 def worker_name() -> str:

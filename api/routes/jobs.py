@@ -21,7 +21,7 @@ from api.schemas import (
 )
 from services import jobs as job_service
 from services.store.database import Database
-from services.store.enums import JobState, ResultKind, Role
+from services.store.enums import RESULT_MEDIA_TYPES, JobState, ResultKind, Role
 from services.store.repositories import jobs
 from services.store.tables import Job
 
@@ -29,12 +29,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=UUID_PATTERN, description="job id (UUID)")]
 DOWNLOADABLE = (ResultKind.SEG, ResultKind.SR, ResultKind.JSON, ResultKind.PNG)
-MEDIA_TYPES = {
-    ResultKind.SEG: "application/dicom",
-    ResultKind.SR: "application/dicom",
-    ResultKind.JSON: "application/json",
-    ResultKind.PNG: "image/png",
-}
+MEDIA_TYPES = RESULT_MEDIA_TYPES
 
 
 @router.get("", response_model=JobPage, responses=errors(422))

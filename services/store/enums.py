@@ -53,3 +53,12 @@ class Role(StrEnum):
     UPLOADER = "uploader"  # send studies, follow the jobs it sent
     READER = "reader"  # read results and patient history
     ADMIN = "admin"  # manage keys, re-send results, everything else
+
+
+RESULT_MEDIA_TYPES: dict[ResultKind, str] = {
+    ResultKind.SEG: "application/dicom",
+    ResultKind.SR: "application/dicom",
+    ResultKind.JSON: "application/json",
+    ResultKind.PNG: "image/png",
+    ResultKind.LOG: "text/plain",
+}

@@ -21,7 +21,7 @@ from services.phantom import make_phantom, write_phantom
 from services.pipeline import SegmentResult, segment_study
 from services.segmentation.cascade import CascadeModel
 from services.store.database import Database
-from services.store.enums import ResultKind, Source
+from services.store.enums import RESULT_MEDIA_TYPES, ResultKind, Source
 from services.store.filestore import job_result_dir
 from services.store.repositories import jobs, studies
 from services.store.repositories.jobs import JobOutcome, ResultRecord
@@ -29,13 +29,7 @@ from services.store.repositories.jobs import JobOutcome, ResultRecord
 # A phantom near adult head size: registration to the MNI template needs plausible scaling.
 PHANTOM_SHAPE = (160, 192, 160)
 PATIENT_ID = "PHANTOM01"
-MEDIA_TYPES = {
-    ResultKind.SEG: "application/dicom",
-    ResultKind.SR: "application/dicom",
-    ResultKind.JSON: "application/json",
-    ResultKind.PNG: "image/png",
-    ResultKind.LOG: "text/plain",
-}
+MEDIA_TYPES = RESULT_MEDIA_TYPES
 
 
 @dataclass(frozen=True)

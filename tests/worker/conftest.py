@@ -3,37 +3,26 @@ spool) so the one expensive real-anatomy job runs once and several tests read it
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, REDIS_URL, _pg_admin
+from tests.conftest import fresh_pg_database, fresh_redis_db
 
 
 @pytest.fixture(scope="module")
 def module_pg_url(pg_template: str) -> Iterator[str]:
     """A fresh migrated PostgreSQL database shared by one test module."""
-    name = f"mslesion_m_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield f"{PG_ADMIN_URL}/{name}"
-    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database(pg_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def module_redis_url() -> Iterator[str]:
     """A Redis database number for one test module (flushed before and after)."""
-    import redis
-
-    db_index = 1 + (os.getpid() + uuid.uuid4().int) % 14
-    url = f"{REDIS_URL}/{db_index}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with fresh_redis_db() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
