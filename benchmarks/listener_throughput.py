@@ -30,9 +30,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pynetdicom import evt
 from sqlalchemy import create_engine, text
 
+from benchmarks.pg import throwaway_database
 from services.config import REPO_ROOT, Settings
 from services.listener import Listener
 from services.listener.server import build_ae
@@ -50,7 +49,6 @@ from services.store.database import Database
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1: with it on, delayed ACKs cap
 # any receiver at a few dozen instances/s and the run measures TCP timers, not the receivers.
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-PG_ADMIN_URL = os.environ.get("MSLESION_TEST_PG", "postgresql+psycopg://postgres@localhost:5432")
 DEFAULT_JSON = REPO_ROOT / "docs" / "results" / "listener_throughput.json"
 
 
@@ -187,23 +185,6 @@ def run_listener(folder: Path, data_dir: Path, database_url: str) -> float:
     finally:
         listener.stop()
         db.dispose()
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A freshly migrated database on the local PostgreSQL, dropped afterwards."""
-    name = f"mslesion_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"{PG_ADMIN_URL}/{name}"
-    try:
-        Database(url).migrate()
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _pg_settings(url: str) -> dict[str, str]:

@@ -48,7 +48,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,10 +59,9 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage
 
-from services.store.database import migrate
+from benchmarks.pg import create_database, drop_database
 from services.store.enums import Role
 
-PG_ADMIN_URL = os.environ.get("MSLESION_TEST_PG", "postgresql+psycopg://postgres@localhost:5432")
 REDIS_URL = os.environ.get("MSLESION_TEST_REDIS", "redis://localhost:6379")
 REDIS_DB = 15  # the tests' private indexes are 1..14
 REPO = Path(__file__).resolve().parents[1]
@@ -276,17 +274,6 @@ def stow_clients(url: str, clients: int, run: int, batch: int, duration_s: float
 # --- the stack --------------------------------------------------------------------------------
 
 
-def _admin_sql(sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -391,10 +378,7 @@ def start_stack(workdir: Path, quiet_s: float, stow_clients: int) -> Stack:
     from services.store.database import Database
     from services.store.repositories import keys
 
-    name = f"mslesion_load_{uuid.uuid4().hex[:10]}"
-    _admin_sql(f'CREATE DATABASE "{name}"')
-    db_url = f"{PG_ADMIN_URL}/{name}"
-    migrate(db_url)
+    db_url = create_database("mslesion_load")
     db = Database(db_url)
     with db.session() as session:
         for i in range(stow_clients):
@@ -422,11 +406,6 @@ def start_stack(workdir: Path, quiet_s: float, stow_clients: int) -> Stack:
         stack.stop()
         raise
     return stack
-
-
-def drop_database(url: str) -> None:
-    """Drop the throwaway database."""
-    _admin_sql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 # --- memory -----------------------------------------------------------------------------------

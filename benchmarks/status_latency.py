@@ -28,13 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.stow_throughput import (
-    API_KEY,
-    create_database,
-    drop_database,
-    serve_gateway,
-    start_server,
-)
+from benchmarks.pg import create_database, drop_database
+from benchmarks.stow_throughput import API_KEY, serve_gateway, start_server
 from services.store.database import Database
 from services.store.enums import Source
 from services.store.repositories import forwards, jobs, studies

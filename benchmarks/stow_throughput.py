@@ -26,7 +26,6 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,14 +34,14 @@ from typing import Any
 import httpx
 import uvicorn
 
+from benchmarks.pg import create_database, drop_database
 from services.config import Settings
 from services.dicom.writer import StudyInfo, write_study
 from services.phantom import make_phantom, write_phantom
-from services.store.database import Database, migrate
+from services.store.database import Database
 from services.store.enums import Role
 from services.store.repositories import keys
 
-PG_ADMIN_URL = os.environ.get("MSLESION_TEST_PG", "postgresql+psycopg://postgres@localhost:5432")
 BOUNDARY = "mslesion-bench"
 PHANTOM_SHAPE = (160, 192, 160)
 API_KEY = "msl_benchmark_key_not_secret"
@@ -59,31 +58,6 @@ class NullDispatcher:
 
     def ping(self) -> None:
         """Always reachable."""
-
-
-def create_database() -> str:
-    """A fresh migrated PostgreSQL database; its URL."""
-    from sqlalchemy import create_engine, text
-
-    name = f"mslesion_bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    url = f"{PG_ADMIN_URL}/{name}"
-    migrate(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    """Drop a database made by :func:`create_database`."""
-    from sqlalchemy import create_engine, text
-
-    name = url.rsplit("/", 1)[1]
-    engine = create_engine(f"{PG_ADMIN_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 def serve_gateway(db_url: str, data_dir: str, port: int) -> None:
