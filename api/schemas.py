@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from services.store.enums import ForwardState, JobState, ResultKind, Role
+from services.store.repositories.history import StudyLoad
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
@@ -150,16 +151,9 @@ class Change(BaseModel):
     percent: float | None = Field(description="None when the earlier volume was 0")
 
 
-class StudyLoadOut(BaseModel):
-    """One analysed study of a patient."""
+class StudyLoadOut(StudyLoad):
+    """One analysed study of a patient, with its change against earlier ones."""
 
-    study_uid: str
-    study_date: dt.date | None
-    job_id: str
-    lesion_count: int
-    lesion_volume_ml: float
-    brain_volume_ml: float | None
-    analysed_at: dt.datetime | None
     change_since_previous: Change | None
     change_since_first: Change | None
 
