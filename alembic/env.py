@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from services.store.tables import Base
+from mslesion.services.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from services.config import get_settings
+    from mslesion.services.config import get_settings
 
     return get_settings().resolved_database_url()
 

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.store.database import Database
-from services.store.repositories import audit
+from mslesion.services.store.database import Database
+from mslesion.services.store.repositories import audit
 
 log = logging.getLogger(__name__)
 

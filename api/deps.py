@@ -17,12 +17,12 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auditing import AuditMark, mark_for_audit
-from services.config import Settings
-from services.jobs import Dispatcher
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.api.auditing import AuditMark, mark_for_audit
+from mslesion.services.config import Settings
+from mslesion.services.jobs import Dispatcher
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")

@@ -8,8 +8,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from api.ingesting import Outcome
-from services.store.tables import ResultFile
+from mslesion.api.ingesting import Outcome
+from mslesion.services.store.tables import ResultFile
 
 
 def instance_url(base: str, study: str, series: str, sop: str) -> str:

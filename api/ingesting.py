@@ -12,10 +12,16 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.ingest import DicomStatus, IngestError, IngestResult, read_header, store_instance
-from services.jobs import Dispatcher, close_study_now
-from services.store.database import Database
-from services.store.enums import Source
+from mslesion.services.ingest import (
+    DicomStatus,
+    IngestError,
+    IngestResult,
+    read_header,
+    store_instance,
+)
+from mslesion.services.jobs import Dispatcher, close_study_now
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
 
 log = logging.getLogger(__name__)
 

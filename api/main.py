@@ -12,13 +12,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.auditing import AuditMiddleware
-from api.ratelimit import RateLimitMiddleware
-from api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
-from api.schemas import ErrorOut
-from services.config import Settings
-from services.jobs import Dispatcher
-from services.store.database import Database
+from mslesion.api.auditing import AuditMiddleware
+from mslesion.api.ratelimit import RateLimitMiddleware
+from mslesion.api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
+from mslesion.api.schemas import ErrorOut
+from mslesion.services.config import Settings
+from mslesion.services.jobs import Dispatcher
+from mslesion.services.store.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from services.store.enums import ForwardState, JobState, ResultKind, Role
-from services.store.repositories.history import StudyLoad
+from mslesion.services.store.enums import ForwardState, JobState, ResultKind, Role
+from mslesion.services.store.repositories.history import StudyLoad
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"

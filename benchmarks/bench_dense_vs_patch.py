@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from services.config import Provider, get_settings
-from services.imaging.nifti import load_volume
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.dense import dense_predict
-from services.segmentation.inputs import candidate_mask, prepare_stack
-from services.segmentation.manifest import NetRole
-from services.segmentation.patchwise import patchwise_volume
+from mslesion.services.config import Provider, get_settings
+from mslesion.services.imaging.nifti import load_volume
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.dense import dense_predict
+from mslesion.services.segmentation.inputs import candidate_mask, prepare_stack
+from mslesion.services.segmentation.manifest import NetRole
+from mslesion.services.segmentation.patchwise import patchwise_volume
 
 
 def _load(subject: Path, modalities: list[str]) -> dict[str, np.ndarray]:

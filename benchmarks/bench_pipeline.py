@@ -18,10 +18,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.config import Provider, get_settings
-from services.dicom.writer import StudyInfo, write_study
-from services.pipeline import segment_study
-from services.segmentation.cascade import CascadeModel
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.services.config import Provider, get_settings
+from mslesion.services.pipeline import segment_study
+from mslesion.services.segmentation.cascade import CascadeModel
 
 
 def main() -> None:

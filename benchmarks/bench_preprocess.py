@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from services.config import get_settings
-from services.imaging import registration, template
-from services.imaging.preprocess import preprocess, read_nifti_as_sitk
+from mslesion.services.config import get_settings
+from mslesion.services.imaging import registration, template
+from mslesion.services.imaging.preprocess import preprocess, read_nifti_as_sitk
 
 STUDIES = [(p, s) for p in ("patient01", "patient12") for s in ("study1", "study2")]
 

@@ -41,10 +41,10 @@ from pynetdicom import evt
 from sqlalchemy import create_engine, text
 
 from benchmarks.pg import throwaway_database
-from services.config import REPO_ROOT, Settings
-from services.listener import Listener
-from services.listener.server import build_ae
-from services.store.database import Database
+from mslesion.services.config import REPO_ROOT, Settings
+from mslesion.services.listener import Listener
+from mslesion.services.listener.server import build_ae
+from mslesion.services.store.database import Database
 
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1: with it on, delayed ACKs cap
 # any receiver at a few dozen instances/s and the run measures TCP timers, not the receivers.

@@ -60,7 +60,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage
 
 from benchmarks.pg import create_database, drop_database
-from services.store.enums import Role
+from mslesion.services.store.enums import Role
 
 REDIS_URL = os.environ.get("MSLESION_TEST_REDIS", "redis://localhost:6379")
 REDIS_DB = 15  # the tests' private indexes are 1..14
@@ -350,7 +350,7 @@ def _env(
 
 def _mslesion() -> list[str]:
     script = Path(sys.executable).parent / "mslesion"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mslesion.cli"]
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
@@ -375,8 +375,8 @@ def client_key(index: int) -> str:
 def start_stack(workdir: Path, quiet_s: float, stow_clients: int) -> Stack:
     """Database (created, migrated, an uploader key per STOW client), Redis index, gateway
     and listener."""
-    from services.store.database import Database
-    from services.store.repositories import keys
+    from mslesion.services.store.database import Database
+    from mslesion.services.store.repositories import keys
 
     db_url = create_database("mslesion_load")
     db = Database(db_url)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 
-from services.store.database import migrate
+from mslesion.services.store.database import migrate
 
 PG_ADMIN_URL = os.environ.get("MSLESION_TEST_PG", "postgresql+psycopg://postgres@localhost:5432")
 

@@ -30,11 +30,11 @@ import httpx
 
 from benchmarks.pg import create_database, drop_database
 from benchmarks.stow_throughput import API_KEY, serve_gateway, start_server
-from services.store.database import Database
-from services.store.enums import Source
-from services.store.repositories import forwards, jobs, studies
-from services.store.repositories.jobs import JobOutcome, ResultRecord
-from services.store.repositories.studies import InstanceRecord
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
+from mslesion.services.store.repositories import forwards, jobs, studies
+from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.services.store.repositories.studies import InstanceRecord
 
 
 def seed_job(db_url: str) -> str:

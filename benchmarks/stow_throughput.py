@@ -35,12 +35,12 @@ import httpx
 import uvicorn
 
 from benchmarks.pg import create_database, drop_database
-from services.config import Settings
-from services.dicom.writer import StudyInfo, write_study
-from services.phantom import make_phantom, write_phantom
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.devtools.phantom import make_phantom, write_phantom
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 
 BOUNDARY = "mslesion-bench"
 PHANTOM_SHAPE = (160, 192, 160)
@@ -61,7 +61,7 @@ class NullDispatcher:
 
 
 def serve_gateway(db_url: str, data_dir: str, port: int) -> None:
-    from api.main import create_app
+    from mslesion.api.main import create_app
 
     settings = Settings(data_dir=Path(data_dir), database_url=db_url, rate_limit_per_minute=0)
     db = Database(db_url)

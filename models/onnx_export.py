@@ -17,7 +17,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models.network import CascadeNet
+from mslesion.models.network import CascadeNet
 
 OPSET = 17
 INPUT_NAME = "x"

@@ -7,9 +7,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from models.network import CascadeNet
-from models.onnx_export import save_onnx
-from services.segmentation.manifest import (
+from mslesion.models.network import CascadeNet
+from mslesion.models.onnx_export import save_onnx
+from mslesion.services.segmentation.manifest import (
     Manifest,
     ModelFile,
     NetRole,

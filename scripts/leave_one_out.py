@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.cascade_train import CascadeTrainConfig
-from models.training.dataset import load_dataset
-from models.training.run import run_training
-from models.training.trainer import TrainConfig
-from services.config import Provider
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.inputs import prepare_stack
-from services.segmentation.manifest import Thresholds
-from services.segmentation.metrics import evaluate_case, summarise
-from services.segmentation.postprocess import binarise
+from mslesion.models.training.cascade_train import CascadeTrainConfig
+from mslesion.models.training.dataset import load_dataset
+from mslesion.models.training.run import run_training
+from mslesion.models.training.trainer import TrainConfig
+from mslesion.services.config import Provider
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.inputs import prepare_stack
+from mslesion.services.segmentation.manifest import Thresholds
+from mslesion.devtools.metrics import evaluate_case, summarise
+from mslesion.services.segmentation.postprocess import binarise
 
 log = logging.getLogger("leave_one_out")
 

@@ -12,8 +12,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The installed `mslesion` package folder (not resolved: in a checkout mslesion/services links
+# to services/, and the package's own view of its files is what a wheel has too).
+PACKAGE_ROOT = Path(__file__).absolute().parent.parent
+SHIPPED_MODELS_DIR = PACKAGE_ROOT / "models" / "shipped"
+MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
+# A source checkout: the folder that holds pyproject.toml (for the default shared-data path).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_MODELS_DIR = REPO_ROOT / "models" / "shipped"
 DEFAULT_MODEL_NAME = "flair_t1"
 
 

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pynetdicom import AE
 from pynetdicom.status import code_to_category
 
-from services.config import Settings
-from services.errors import MSLesionError
+from mslesion.services.config import Settings
+from mslesion.services.errors import MSLesionError
 
 log = logging.getLogger(__name__)
 

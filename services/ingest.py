@@ -25,18 +25,18 @@ from pydicom.uid import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.errors import InputError, MSLesionError
-from services.store.database import Database
-from services.store.enums import Source
-from services.store.filestore import (
+from mslesion.services.errors import InputError, MSLesionError
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
+from mslesion.services.store.filestore import (
     StorageFullError,
     discard,
     publish,
     spool_relpath,
     stage_durably,
 )
-from services.store.repositories import studies
-from services.store.repositories.studies import InstanceRecord
+from mslesion.services.store.repositories import studies
+from mslesion.services.store.repositories.studies import InstanceRecord
 
 log = logging.getLogger(__name__)
 

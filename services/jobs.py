@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.config import Settings
-from services.store.database import Database
-from services.store.repositories import jobs, studies
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.repositories import jobs, studies
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def requeue_lost_forwards(
 ) -> list[str]:
     """Offer forwarding again for jobs whose pending forwards were left untouched (the
     forwarding message was lost); returns the job ids offered."""
-    from services.store.repositories import forwards
+    from mslesion.services.store.repositories import forwards
 
     with db.session() as session:
         stale = forwards.stale_pending(session, older_than_s, backoff_s)
@@ -155,7 +155,7 @@ def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings) -> Recon
 
 def resend(db: Database, dispatcher: Dispatcher, job_id: str) -> int:
     """Make a job's failed forwards pending again and queue the forwarding; returns how many."""
-    from services.store.repositories import forwards
+    from mslesion.services.store.repositories import forwards
 
     with db.session() as session:
         count = forwards.reset_failed(session, job_id)

@@ -22,24 +22,24 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from services.config import Settings
-from services.dicom.reader import SeriesVolume, read_source_datasets, read_study
-from services.dicom.selection import select_series
-from services.errors import InputError
-from services.imaging.preprocess import preprocess
-from services.reporting.json_report import (
+from mslesion.services.config import Settings
+from mslesion.services.dicom.reader import SeriesVolume, read_source_datasets, read_study
+from mslesion.services.dicom.selection import select_series
+from mslesion.services.errors import InputError
+from mslesion.services.imaging.preprocess import preprocess
+from mslesion.services.reporting.json_report import (
     SeriesUsed,
     StudyReport,
     build_study_report,
     series_used,
     write_json_report,
 )
-from services.reporting.montage import montage_title, render_montage
-from services.reporting.seg import build_seg, patient_affine
-from services.reporting.sr import build_sr
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.postprocess import LesionReport, binarise, describe_lesions
-from services.segmentation.prior import (
+from mslesion.services.reporting.montage import montage_title, render_montage
+from mslesion.services.reporting.seg import build_seg, patient_affine
+from mslesion.services.reporting.sr import build_sr
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.postprocess import LesionReport, binarise, describe_lesions
+from mslesion.services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
     WM_PRIOR_THRESHOLD,
     describe_prior,

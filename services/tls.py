@@ -12,8 +12,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from services.config import Settings
-from services.errors import MSLesionError
+from mslesion.services.config import Settings
+from mslesion.services.errors import MSLesionError
 
 
 class TLSConfigError(MSLesionError):

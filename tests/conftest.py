@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.config import Settings
-from services.store.database import Database
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,7 @@ def _pg_admin(sql: str) -> None:
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A PostgreSQL database migrated to head once per run; tests clone it (fast)."""
-    from services.store.database import migrate
+    from mslesion.services.store.database import migrate
 
     name = f"mslesion_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     _pg_admin(f'CREATE DATABASE "{name}"')

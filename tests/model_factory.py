@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from models.network import CascadeNet
-from models.package import export_model_folder
-from services.segmentation.manifest import Thresholds
+from mslesion.models.network import CascadeNet
+from mslesion.models.package import export_model_folder
+from mslesion.services.segmentation.manifest import Thresholds
 
 
 def random_net(channels: int, seed: int) -> CascadeNet:

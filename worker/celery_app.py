@@ -21,10 +21,10 @@ from typing import Any
 
 from celery import Celery
 
-from services.config import Settings, get_settings
-from services.errors import MSLesionError
-from services.forwarding import parse_destinations
-from worker.policy import longest_retry_delay
+from mslesion.services.config import Settings, get_settings
+from mslesion.services.errors import MSLesionError
+from mslesion.services.forwarding import parse_destinations
+from mslesion.worker.policy import longest_retry_delay
 
 RUN_JOB_TASK = "mslesion.run_job"
 FORWARD_TASK = "mslesion.forward_results"
@@ -73,7 +73,7 @@ def create_celery(settings: Settings) -> NodeCelery:
             "(without one, `mslesion serve` runs jobs in-process)"
         )
     parse_destinations(settings.forward_destinations)  # fail at start, not per delivery
-    app = NodeCelery("mslesion", include=["worker.tasks"])
+    app = NodeCelery("mslesion", include=["mslesion.worker.tasks"])
     app.node_settings = settings
     app.conf.update(celery_config(settings))
     return app

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from celery import Celery
 
-from services.config import Settings
-from worker import policy
-from worker.celery_app import FORWARD_TASK, RUN_JOB_TASK
-from worker.outcomes import ForwardOutcome, RunOutcome
+from mslesion.services.config import Settings
+from mslesion.worker import policy
+from mslesion.worker.celery_app import FORWARD_TASK, RUN_JOB_TASK
+from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
 
 if TYPE_CHECKING:  # the gateway imports this module; only workers need the pipeline
-    from worker.runner import JobRunner
+    from mslesion.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 

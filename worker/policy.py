@@ -7,7 +7,7 @@ gets ``job_max_retries`` retries after its first attempt, a forwarding round
 
 from __future__ import annotations
 
-from services.config import Settings
+from mslesion.services.config import Settings
 
 
 def job_retry_delay(settings: Settings, retries: int) -> float:

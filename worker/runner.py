@@ -19,19 +19,19 @@ from typing import Any
 
 import pydicom
 
-from services.config import Settings
-from services.dicom.errors import SeriesRulesError
-from services.errors import InputError, ModelError
-from services.forwarding import ForwardError, parse_destinations, send
-from services.pipeline import SegmentResult, segment_study
-from services.segmentation.cascade import CascadeModel
-from services.store import filestore
-from services.store.database import Database
-from services.store.enums import RESULT_MEDIA_TYPES, ForwardState, JobState, ResultKind
-from services.store.repositories import forwards, jobs, results, studies
-from services.store.repositories.jobs import JobOutcome, ResultRecord
-from services.store.tables import Job
-from worker.outcomes import ForwardOutcome, RunOutcome
+from mslesion.services.config import Settings
+from mslesion.services.dicom.errors import SeriesRulesError
+from mslesion.services.errors import InputError, ModelError
+from mslesion.services.forwarding import ForwardError, parse_destinations, send
+from mslesion.services.pipeline import SegmentResult, segment_study
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.store import filestore
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import RESULT_MEDIA_TYPES, ForwardState, JobState, ResultKind
+from mslesion.services.store.repositories import forwards, jobs, results, studies
+from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.services.store.tables import Job
+from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
 
 __all__ = ["ForwardOutcome", "JobRunner", "RunOutcome", "worker_name"]
 

@@ -15,18 +15,18 @@ from typing import Any
 from celery import Celery, Task, current_app, shared_task
 from celery.signals import worker_init, worker_process_init
 
-from services.config import Settings
-from services.logpolicy import apply_log_policy
-from services.store.database import Database
-from worker import policy
-from worker.celery_app import (
+from mslesion.services.config import Settings
+from mslesion.services.logpolicy import apply_log_policy
+from mslesion.services.store.database import Database
+from mslesion.worker import policy
+from mslesion.worker.celery_app import (
     FORWARD_TASK,
     JOB_SOFT_TIME_LIMIT_S,
     JOB_TIME_LIMIT_S,
     RUN_JOB_TASK,
     NodeCelery,
 )
-from worker.runner import ForwardOutcome, JobRunner, RunOutcome
+from mslesion.worker.runner import ForwardOutcome, JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import Authorize, Principal, SessionDep
-from api.schemas import AuditEventOut, AuditPage, errors
-from services.store.enums import Role
-from services.store.repositories import audit
+from mslesion.api.deps import Authorize, Principal, SessionDep
+from mslesion.api.schemas import AuditEventOut, AuditPage, errors
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import audit
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 

@@ -20,11 +20,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydicom.filereader import read_file_meta_info
 from sqlalchemy.orm import Session
 
-from api.deps import Authorize, Principal, SessionDep, SettingsDep
-from api.dicomjson import instance_result, metadata, series_result
-from api.multipart import parse_content_type
-from api.routes.results import resolve_stored
-from api.schemas import (
+from mslesion.api.deps import Authorize, Principal, SessionDep, SettingsDep
+from mslesion.api.dicomjson import instance_result, metadata, series_result
+from mslesion.api.multipart import parse_content_type
+from mslesion.api.routes.results import resolve_stored
+from mslesion.api.schemas import (
     CS_PATTERN,
     DATASETS_SCHEMA,
     DICOM_JSON,
@@ -32,9 +32,9 @@ from api.schemas import (
     dicom_json_response,
     errors,
 )
-from services.store.enums import Role
-from services.store.repositories import results
-from services.store.tables import ResultFile
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import results
+from mslesion.services.store.tables import ResultFile
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 

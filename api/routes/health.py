@@ -9,13 +9,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DbDep, DispatcherDep, SettingsDep
-from api.schemas import CheckOut, LiveOut, ReadyOut
-from services.config import Settings
-from services.errors import ModelError
-from services.jobs import Dispatcher
-from services.segmentation.manifest import load_manifest
-from services.store.database import Database
+from mslesion.api.deps import DbDep, DispatcherDep, SettingsDep
+from mslesion.api.schemas import CheckOut, LiveOut, ReadyOut
+from mslesion.services.config import Settings
+from mslesion.services.errors import ModelError
+from mslesion.services.jobs import Dispatcher
+from mslesion.services.segmentation.manifest import load_manifest
+from mslesion.services.store.database import Database
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Authorize, DbDep, DispatcherDep, Principal, SessionDep
-from api.schemas import (
+from mslesion.api.deps import Authorize, DbDep, DispatcherDep, Principal, SessionDep
+from mslesion.api.schemas import (
     UUID_PATTERN,
     ForwardOut,
     JobDetail,
@@ -19,11 +19,11 @@ from api.schemas import (
     ResultLink,
     errors,
 )
-from services import jobs as job_service
-from services.store.database import Database
-from services.store.enums import RESULT_MEDIA_TYPES, JobState, ResultKind, Role
-from services.store.repositories import jobs
-from services.store.tables import Job
+from mslesion.services import jobs as job_service
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import RESULT_MEDIA_TYPES, JobState, ResultKind, Role
+from mslesion.services.store.repositories import jobs
+from mslesion.services.store.tables import Job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 

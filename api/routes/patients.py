@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from api.deps import Authorize, Principal, SessionDep
-from api.schemas import LO_PATTERN, Change, LesionLoadOut, StudyLoadOut, errors
-from services.reporting.history_chart import ChartPoint, render_lesion_load_chart
-from services.store.enums import Role
-from services.store.repositories import history
-from services.store.repositories.history import StudyLoad
+from mslesion.api.deps import Authorize, Principal, SessionDep
+from mslesion.api.schemas import LO_PATTERN, Change, LesionLoadOut, StudyLoadOut, errors
+from mslesion.services.reporting.history_chart import ChartPoint, render_lesion_load_chart
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import history
+from mslesion.services.store.repositories.history import StudyLoad
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
 

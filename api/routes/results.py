@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import FileResponse
 
-from api.deps import Authorize, Principal, SessionDep, SettingsDep
-from api.routes.jobs import MEDIA_TYPES, JobId
-from api.schemas import errors
-from services.store.enums import JobState, ResultKind, Role
-from services.store.repositories import jobs, results
+from mslesion.api.deps import Authorize, Principal, SessionDep, SettingsDep
+from mslesion.api.routes.jobs import MEDIA_TYPES, JobId
+from mslesion.api.schemas import errors
+from mslesion.services.store.enums import JobState, ResultKind, Role
+from mslesion.services.store.repositories import jobs, results
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["results"])
 

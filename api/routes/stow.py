@@ -21,16 +21,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Authorize, DbDep, DispatcherDep, Principal, SettingsDep
-from api.dicomjson import stow_response
-from api.ingesting import Outcome, complete_studies, ingest_bytes
-from api.multipart import MultipartError, MultipartStreamParser, Part, parse_content_type
-from api.schemas import DATASET_SCHEMA, DICOM_JSON, UID_PATTERN, errors
-from services.config import Settings
-from services.ingest import DicomStatus
-from services.jobs import Dispatcher
-from services.store.database import Database
-from services.store.enums import Role, Source
+from mslesion.api.deps import Authorize, DbDep, DispatcherDep, Principal, SettingsDep
+from mslesion.api.dicomjson import stow_response
+from mslesion.api.ingesting import Outcome, complete_studies, ingest_bytes
+from mslesion.api.multipart import MultipartError, MultipartStreamParser, Part, parse_content_type
+from mslesion.api.schemas import DATASET_SCHEMA, DICOM_JSON, UID_PATTERN, errors
+from mslesion.services.config import Settings
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.jobs import Dispatcher
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role, Source
 
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 

@@ -19,15 +19,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Authorize, DbDep, DispatcherDep, Principal, SettingsDep
-from api.ingesting import Outcome, complete_studies, ingest_bytes
-from api.multipart import parse_content_type
-from api.schemas import CreatedJob, FileFailure, UploadOut, errors
-from services.config import Settings
-from services.dicom.reader import ZipLimits
-from services.ingest import DicomStatus
-from services.store.database import Database
-from services.store.enums import Role, Source
+from mslesion.api.deps import Authorize, DbDep, DispatcherDep, Principal, SettingsDep
+from mslesion.api.ingesting import Outcome, complete_studies, ingest_bytes
+from mslesion.api.multipart import parse_content_type
+from mslesion.api.schemas import CreatedJob, FileFailure, UploadOut, errors
+from mslesion.services.config import Settings
+from mslesion.services.dicom.reader import ZipLimits
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role, Source
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.network import CascadeNet
-from models.onnx_export import load_net_from_onnx
-from models.training.dataset import Subject
-from models.training.sampling import net1_samples, net2_samples
-from models.training.torch_session import dense_session
-from models.training.trainer import TrainConfig, TrainResult, train_net
-from services.errors import InputError
-from services.segmentation.dense import dense_predict
-from services.segmentation.inputs import candidate_mask
-from services.segmentation.manifest import NetRole, load_manifest
-from services.segmentation.patchwise import extract_patches, patch_view
+from mslesion.models.network import CascadeNet
+from mslesion.models.onnx_export import load_net_from_onnx
+from mslesion.models.training.dataset import Subject
+from mslesion.models.training.sampling import net1_samples, net2_samples
+from mslesion.models.training.torch_session import dense_session
+from mslesion.models.training.trainer import TrainConfig, TrainResult, train_net
+from mslesion.services.errors import InputError
+from mslesion.services.segmentation.dense import dense_predict
+from mslesion.services.segmentation.inputs import candidate_mask
+from mslesion.services.segmentation.manifest import NetRole, load_manifest
+from mslesion.services.segmentation.patchwise import extract_patches, patch_view
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ def _synthetic_copies(
         return []
     if config.lesion_bank is None:
         raise InputError("synthetic copies need a lesion bank (--lesion-bank)")
-    from models.training.acquisition import simulate_clinical
-    from models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
+    from mslesion.models.training.acquisition import simulate_clinical
+    from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
     copies = []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.errors import InputError
-from services.imaging.nifti import Volume, check_same_grid, load_volume
-from services.segmentation.inputs import prepare_stack
+from mslesion.services.errors import InputError
+from mslesion.services.imaging.nifti import Volume, check_same_grid, load_volume
+from mslesion.services.segmentation.inputs import prepare_stack
 
 # File stems accepted per modality (case-insensitive, .nii or .nii.gz).
 MODALITY_STEMS: dict[str, tuple[str, ...]] = {

@@ -8,10 +8,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from models.package import export_model_folder
-from models.training.cascade_train import CascadeTrainConfig, train_cascade
-from models.training.dataset import load_dataset
-from services.segmentation.manifest import Manifest, Thresholds
+from mslesion.models.package import export_model_folder
+from mslesion.models.training.cascade_train import CascadeTrainConfig, train_cascade
+from mslesion.models.training.dataset import load_dataset
+from mslesion.services.segmentation.manifest import Manifest, Thresholds
 
 log = logging.getLogger(__name__)
 

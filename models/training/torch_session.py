@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.network import CascadeNet
-from models.onnx_export import build_onnx
-from services.config import Provider
-from services.errors import ProviderError
+from mslesion.models.network import CascadeNet
+from mslesion.models.onnx_export import build_onnx
+from mslesion.services.config import Provider
+from mslesion.services.errors import ProviderError
 
 
 class TorchDenseSession:
@@ -39,7 +39,7 @@ class TorchDenseSession:
 
 def dense_session(net: CascadeNet) -> Any:
     """The fastest available dense session for ``net``: ONNX Runtime, else torch."""
-    from services.segmentation.runtime import create_session
+    from mslesion.services.segmentation.runtime import create_session
 
     try:
         return create_session(build_onnx(net.eval(), dense=True).SerializeToString(), Provider.AUTO)

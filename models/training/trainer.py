@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.network import CascadeNet
-from models.training.augment import augment_batch
+from mslesion.models.network import CascadeNet
+from mslesion.models.training.augment import augment_batch
 
 log = logging.getLogger(__name__)
 

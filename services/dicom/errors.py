@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.errors import InputError, MSLesionError
+from mslesion.services.errors import InputError, MSLesionError
 
 
 class DicomInputError(InputError):

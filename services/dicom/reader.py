@@ -29,7 +29,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
-from services.dicom.errors import DicomInputError
+from mslesion.services.dicom.errors import DicomInputError
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"

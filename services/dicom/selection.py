@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.config import get_settings
-from services.dicom.errors import DicomInputError, SeriesRulesError, series_label
-from services.dicom.reader import (
+from mslesion.services.config import get_settings
+from mslesion.services.dicom.errors import DicomInputError, SeriesRulesError, series_label
+from mslesion.services.dicom.reader import (
     Series,
     SeriesVolume,
     Study,

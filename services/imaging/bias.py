@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 # The field is smooth: on the 1 mm model grid an 8 mm fitting grid gives nearly the same field
 # as a 3 mm one (correlation 0.99 inside the brain, open-ms FLAIR) about 15× faster. Fitting

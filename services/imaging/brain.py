@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 PRIOR_THRESHOLD = 0.5  # on the linearly interpolated template mask
 BAND_MM = 3  # half-width of the band where intensity decides; > the affine's typical error

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 AFFINE_ATOL = 1e-4
 

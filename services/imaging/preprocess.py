@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-from services.errors import InputError
-from services.imaging import bias, brain, registration, template
+from mslesion.services.errors import InputError
+from mslesion.services.imaging import bias, brain, registration, template
 
 Interpolator = Literal["linear", "nearest"]
 SERIES = ("flair", "t1", "t2")

@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 import SimpleITK as sitk
 
-from services.errors import InputError
-from services.imaging import template
+from mslesion.services.errors import InputError
+from mslesion.services.imaging import template
 
 SEED = 20240611  # fixed metric-sampling seed: same input, same transform
 HISTOGRAM_BINS = 32

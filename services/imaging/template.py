@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from services.errors import ModelError
+from mslesion.services.errors import ModelError
 
 MODEL_SHAPE: tuple[int, int, int] = (182, 218, 182)
 # NIfTI sform/qform of the training data (FSL MNI152_T1_1mm): RAS millimetres, LAS voxel order.

@@ -13,9 +13,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from services.ingest import DicomStatus, IngestError, store_instance
-from services.store.database import Database
-from services.store.enums import Source
+from mslesion.services.ingest import DicomStatus, IngestError, store_instance
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.config import Settings
-from services.jobs import Dispatcher, close_quiet_studies, reconcile
-from services.store.database import Database
+from mslesion.services.config import Settings
+from mslesion.services.jobs import Dispatcher, close_quiet_studies, reconcile
+from mslesion.services.store.database import Database
 
 log = logging.getLogger(__name__)
 

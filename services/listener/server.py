@@ -33,11 +33,11 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from services.config import Settings
-from services.ingest import SUPPORTED_SOP_CLASSES
-from services.listener.handlers import handle_echo, handle_store
-from services.store.database import Database
-from services.tls import dicom_server_context
+from mslesion.services.config import Settings
+from mslesion.services.ingest import SUPPORTED_SOP_CLASSES
+from mslesion.services.listener.handlers import handle_echo, handle_store
+from mslesion.services.store.database import Database
+from mslesion.services.tls import dicom_server_context
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,16 @@
 Every output states that it is for research use only and unverified.
 """
 
-from services.reporting.json_report import (
+from mslesion.services.reporting.json_report import (
     StudyReport,
     build_study_report,
     read_json_report,
     series_used,
     write_json_report,
 )
-from services.reporting.montage import montage_title, render_montage
-from services.reporting.seg import build_seg, check_lesion_coordinates, patient_affine
-from services.reporting.sr import build_sr
+from mslesion.services.reporting.montage import montage_title, render_montage
+from mslesion.services.reporting.seg import build_seg, check_lesion_coordinates, patient_affine
+from mslesion.services.reporting.sr import build_sr
 
 __all__ = [
     "StudyReport",

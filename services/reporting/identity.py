@@ -15,7 +15,7 @@ from pydicom import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, generate_uid
 
-from services.config import Settings
+from mslesion.services.config import Settings
 
 RESEARCH_DISCLAIMER = "Research use only, unverified: not for diagnosis or treatment decisions."
 """Carried by every output; no one has verified the results and the product is not a device."""

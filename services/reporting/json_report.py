@@ -25,11 +25,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydicom import Dataset
 
-from services.errors import InputError
-from services.reporting.identity import RESEARCH_DISCLAIMER
-from services.reporting.seg import check_lesion_coordinates
-from services.reporting.sr import rank_lesions
-from services.segmentation.postprocess import LesionReport
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.identity import RESEARCH_DISCLAIMER
+from mslesion.services.reporting.seg import check_lesion_coordinates
+from mslesion.services.reporting.sr import rank_lesions
+from mslesion.services.segmentation.postprocess import LesionReport
 
 SCHEMA_VERSION: Literal[1] = 1
 _FILE_MODE = 0o644

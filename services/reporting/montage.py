@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from services.errors import InputError
-from services.reporting.identity import RESEARCH_DISCLAIMER
-from services.reporting.seg import LESION_DISPLAY_RGB
-from services.segmentation.postprocess import LesionReport
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.identity import RESEARCH_DISCLAIMER
+from mslesion.services.reporting.seg import LESION_DISPLAY_RGB
+from mslesion.services.segmentation.postprocess import LesionReport
 
 TILE_PX = 256
 MAX_COLUMNS = 4

@@ -14,9 +14,9 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from services.config import Settings
-from services.errors import InputError
-from services.reporting.identity import (
+from mslesion.services.config import Settings
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.identity import (
     ALGORITHM_FAMILY,
     SEG_SERIES_NUMBER,
     algorithm_name,
@@ -25,7 +25,7 @@ from services.reporting.identity import (
     software_versions,
     with_study_defaults,
 )
-from services.segmentation.postprocess import LesionReport
+from mslesion.services.segmentation.postprocess import LesionReport
 
 LESION_SEGMENT_NUMBER = 1
 LESION_SEGMENT_LABEL = "MS lesion"

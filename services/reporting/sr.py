@@ -29,9 +29,9 @@ import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from services.config import Settings
-from services.errors import InputError
-from services.reporting.identity import (
+from mslesion.services.config import Settings
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.identity import (
     ALGORITHM_FAMILY,
     SR_SERIES_NUMBER,
     algorithm_name,
@@ -40,14 +40,14 @@ from services.reporting.identity import (
     repair_long_code_values,
     software_versions,
 )
-from services.reporting.seg import (
+from mslesion.services.reporting.seg import (
     BRAIN,
     LESION_CATEGORY,
     LESION_SEGMENT_NUMBER,
     LESION_TYPE,
     source_frame_count,
 )
-from services.segmentation.postprocess import Lesion, LesionReport
+from mslesion.services.segmentation.postprocess import Lesion, LesionReport
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from services.config import Provider
-from services.errors import InputError, ModelError
-from services.segmentation import dense, patchwise
-from services.segmentation.inputs import candidate_mask, prepare_stack
-from services.segmentation.manifest import Manifest, NetRole, load_manifest
-from services.segmentation.runtime import create_session, session_provider
+from mslesion.services.config import Provider
+from mslesion.services.errors import InputError, ModelError
+from mslesion.services.segmentation import dense, patchwise
+from mslesion.services.segmentation.inputs import candidate_mask, prepare_stack
+from mslesion.services.segmentation.manifest import Manifest, NetRole, load_manifest
+from mslesion.services.segmentation.runtime import create_session, session_provider
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,7 @@ def dense_predict(
     if patch_session is not None:
         boxes, voxels = split_sparse_tiles(roi, boxes, tile, patch_cost)
         if len(voxels):
-            from services.segmentation.patchwise import patchwise_predict
+            from mslesion.services.segmentation.patchwise import patchwise_predict
 
             prob[voxels[:, 0], voxels[:, 1], voxels[:, 2]] = patchwise_predict(
                 patch_session, stack, voxels

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.errors import InputError
-from services.imaging.nifti import Volume, check_same_grid, load_volume, save_like
-from services.segmentation.cascade import CascadeModel, Method
-from services.segmentation.postprocess import LesionReport, binarise, describe_lesions
+from mslesion.services.errors import InputError
+from mslesion.services.imaging.nifti import Volume, check_same_grid, load_volume, save_like
+from mslesion.services.segmentation.cascade import CascadeModel, Method
+from mslesion.services.segmentation.postprocess import LesionReport, binarise, describe_lesions
 
 SPACING_TOL_MM = 0.05
 

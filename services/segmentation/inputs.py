@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 MIN_BRAIN_VOXELS = 1000
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from services.errors import ModelError
+from mslesion.services.errors import ModelError
 
 MANIFEST_NAME = "manifest.json"
 

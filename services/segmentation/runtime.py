@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from services.config import Provider
-from services.errors import ProviderError
+from mslesion.services.config import Provider
+from mslesion.services.errors import ProviderError
 
 log = logging.getLogger(__name__)
 

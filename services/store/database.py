@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.config import REPO_ROOT
-
-ALEMBIC_DIR = REPO_ROOT / "alembic"
+from mslesion.services.config import MIGRATIONS_DIR
 
 
 class Database:
@@ -75,11 +73,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def migrate(url: str) -> None:
-    """Run ``alembic upgrade head`` against ``url`` (the repository's alembic/ folder)."""
+    """Run ``alembic upgrade head`` against ``url`` with the shipped migrations."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, "head")

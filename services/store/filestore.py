@@ -14,7 +14,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 

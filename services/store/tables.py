@@ -22,7 +22,14 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from services.store.enums import ForwardState, JobState, ResultKind, Role, Source, StudyState
+from mslesion.services.store.enums import (
+    ForwardState,
+    JobState,
+    ResultKind,
+    Role,
+    Source,
+    StudyState,
+)
 
 
 def utcnow() -> dt.datetime:

@@ -14,12 +14,12 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from services.config import Settings
-from services.dicom.writer import StudyInfo
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.api.main import create_app
+from mslesion.devtools.dicom_writer import StudyInfo
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 from tests.api.seeding import PhantomRun, run_phantom
 from tests.conftest import free_port
 from tests.services.dicom.synthetic import write_series

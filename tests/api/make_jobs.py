@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.store.enums import JobState, Source
-from services.store.repositories import jobs, studies
-from services.store.repositories.studies import InstanceRecord
+from mslesion.services.store.enums import JobState, Source
+from mslesion.services.store.repositories import jobs, studies
+from mslesion.services.store.repositories.studies import InstanceRecord
 from tests.api.conftest import Gateway
 
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pydicom
 
-from services.config import Provider, Settings, get_settings
-from services.dicom.writer import StudyInfo, write_study
-from services.ingest import read_header, store_instance
-from services.phantom import make_phantom, write_phantom
-from services.pipeline import SegmentResult, segment_study
-from services.segmentation.cascade import CascadeModel
-from services.store.database import Database
-from services.store.enums import RESULT_MEDIA_TYPES, ResultKind, Source
-from services.store.filestore import job_result_dir
-from services.store.repositories import jobs, studies
-from services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.devtools.phantom import make_phantom, write_phantom
+from mslesion.services.config import Provider, Settings, get_settings
+from mslesion.services.ingest import read_header, store_instance
+from mslesion.services.pipeline import SegmentResult, segment_study
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import RESULT_MEDIA_TYPES, ResultKind, Source
+from mslesion.services.store.filestore import job_result_dir
+from mslesion.services.store.repositories import jobs, studies
+from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
 
 # A phantom near adult head size: registration to the MNI template needs plausible scaling.
 PHANTOM_SHAPE = (160, 192, 160)

@@ -6,8 +6,8 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from services.store.enums import Role
-from services.store.repositories import audit, keys
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import audit, keys
 from tests.api.conftest import Gateway
 from tests.api.stow_body import CONTENT_TYPE
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from services.dicom.reader import ZipLimits
-from services.ingest import DicomStatus
-from services.store.enums import Role
-from services.store.repositories import studies
+from mslesion.services.dicom.reader import ZipLimits
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import studies
 from tests.api.conftest import Gateway
 from tests.corpus.base import part10, valid_mr_bytes
 from tests.corpus.dicom_cases import DicomCase, dicom_cases

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from services.config import Settings
-from services.store.database import Database
+from mslesion.api.main import create_app
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
 from tests.api.conftest import Gateway, RecordingDispatcher
 from tests.conftest import free_port
 

@@ -6,8 +6,8 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from services.store.enums import ForwardState, JobState, Role
-from services.store.repositories import audit, forwards
+from mslesion.services.store.enums import ForwardState, JobState, Role
+from mslesion.services.store.repositories import audit, forwards
 from tests.api.conftest import Gateway
 from tests.api.make_jobs import make_job
 

@@ -12,8 +12,8 @@ import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 
-from services.store.enums import Role
-from services.store.repositories import studies
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import studies
 from tests.api.conftest import Gateway
 from tests.api.seeding import PhantomRun, record_phantom_job
 from tests.api.stow_body import BOUNDARY, multipart

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.multipart import MultipartError, MultipartStreamParser, parse_content_type
+from mslesion.api.multipart import MultipartError, MultipartStreamParser, parse_content_type
 
 BOUNDARY = "b0und4ry"
 PARTS = [b"first\r\n--not-a-delimiter", b"", b"\r\n--b0und4rx: near-delimiter"]

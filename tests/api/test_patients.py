@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from services.store.enums import Role, Source
-from services.store.repositories import audit, jobs, studies
-from services.store.repositories.jobs import JobOutcome
-from services.store.repositories.studies import InstanceRecord
+from mslesion.services.store.enums import Role, Source
+from mslesion.services.store.repositories import audit, jobs, studies
+from mslesion.services.store.repositories.jobs import JobOutcome
+from mslesion.services.store.repositories.studies import InstanceRecord
 from tests.api.conftest import Gateway
 
 

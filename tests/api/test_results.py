@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from services.store.enums import Role
+from mslesion.services.store.enums import Role
 from tests.api.conftest import Gateway
 from tests.api.make_jobs import make_job
 from tests.api.seeding import PATIENT_ID, PhantomRun, record_phantom_job

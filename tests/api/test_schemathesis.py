@@ -36,14 +36,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.main import create_app
-from services.config import Settings
-from services.ingest import read_header, store_instance
-from services.store.database import Database
-from services.store.enums import ResultKind, Role, Source
-from services.store.filestore import job_result_dir
-from services.store.repositories import forwards, jobs, studies
-from services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.api.main import create_app
+from mslesion.services.config import Settings
+from mslesion.services.ingest import read_header, store_instance
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import ResultKind, Role, Source
+from mslesion.services.store.filestore import job_result_dir
+from mslesion.services.store.repositories import forwards, jobs, studies
+from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
 from tests.api.conftest import Gateway, RecordingDispatcher
 from tests.corpus.base import mr_dataset, new_uid, part10
 

@@ -11,9 +11,9 @@ import pydicom
 from fastapi.testclient import TestClient
 from pydicom.uid import CTImageStorage
 
-from services.ingest import DicomStatus
-from services.store.enums import Role, StudyState
-from services.store.repositories import jobs, studies
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.store.enums import Role, StudyState
+from mslesion.services.store.repositories import jobs, studies
 from tests.api.conftest import Gateway
 from tests.api.stow_body import BOUNDARY, CONTENT_TYPE, multipart
 

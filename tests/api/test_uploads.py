@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from services.store.enums import Role
+from mslesion.services.store.enums import Role
 from tests.api.conftest import Gateway
 
 

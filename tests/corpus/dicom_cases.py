@@ -29,7 +29,7 @@ from pydicom.uid import (
     SegmentationStorage,
 )
 
-from services.ingest import DicomStatus
+from mslesion.services.ingest import DicomStatus
 from tests.corpus.base import element_offset, mr_dataset, new_uid, part10
 from tests.corpus.compressed import DCMCJPEG, jpeg_mr, rle_mr
 from tests.corpus.expected import Expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.ingest import DicomStatus
+from mslesion.services.ingest import DicomStatus
 
 
 class Outcome(StrEnum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pydicom.uid import CTImageStorage
 
-from services.ingest import DicomStatus
+from mslesion.services.ingest import DicomStatus
 from tests.corpus.base import mr_dataset, part10
 from tests.corpus.expected import Expected
 from tests.corpus.series import one_study_two_patients, several_patients

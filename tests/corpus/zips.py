@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.dicom.reader import ZipLimits
+from mslesion.services.dicom.reader import ZipLimits
 from tests.corpus.base import mr_dataset, new_uid, part10
 
 CENTRAL = b"PK\x01\x02"

@@ -25,7 +25,7 @@ T = TypeVar("T")
 def mslesion_command() -> list[str]:
     """The ``mslesion`` entry point of the environment running the tests."""
     script = Path(sys.executable).parent / "mslesion"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "services.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mslesion.cli"]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pydicom
 
-from services.dicom.writer import StudyInfo, write_study
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
 
 PATIENT = "longitudinal/patient01"
 ROLES = ("FLAIR", "T1W", "T2W")

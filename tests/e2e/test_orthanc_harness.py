@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.dicom.writer import StudyInfo
+from mslesion.devtools.dicom_writer import StudyInfo
 from tests.conftest import free_port
 from tests.dicom_tools import require_tool
 from tests.e2e.orthanc import NODE_MODALITY, Orthanc, route_to_node_lua, start_orthanc

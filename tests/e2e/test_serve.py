@@ -23,7 +23,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from services.dicom.writer import StudyInfo
+from mslesion.devtools.dicom_writer import StudyInfo
 from tests.conftest import free_port
 from tests.dicom_tools import require_tool
 from tests.e2e.processes import (

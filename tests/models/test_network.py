@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.network import HALO_AFTER, HALO_BEFORE, PATCH_SIZE, CascadeNet
+from mslesion.models.network import HALO_AFTER, HALO_BEFORE, PATCH_SIZE, CascadeNet
 from tests.model_factory import random_net
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from models.onnx_export import build_onnx, load_net_from_onnx, save_onnx
+from mslesion.models.onnx_export import build_onnx, load_net_from_onnx, save_onnx
 from tests.model_factory import random_net
 
 

@@ -12,9 +12,9 @@ from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 from sqlalchemy import select
 
-from services.config import Settings
-from services.store.database import Database
-from services.store.tables import Instance
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.tables import Instance
 from tests.api.stow_body import CONTENT_TYPE, multipart
 
 SENDER_AET = "FAULTSCU"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from services.config import REPO_ROOT, Settings
+from mslesion.services.config import REPO_ROOT, Settings
 from tests.worker.peers import port_open, settings_env, wait_for
 
 
@@ -82,7 +82,7 @@ class WorkerProcess:
         log_path = log_dir / f"worker-{label}.log"
         argv = [
             str(REPO_ROOT / ".venv" / "bin" / "celery"),
-            "-A", "worker.celery_app", "worker",
+            "-A", "mslesion.worker.celery_app", "worker",
             "--pool", "prefork", "-c", "1", "--loglevel", "INFO",
             "-n", f"faults-{label}-{uuid.uuid4().hex[:6]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -19,22 +19,22 @@ from pathlib import Path
 import pydicom
 import redis
 
-from services.config import Settings
-from services.jobs import close_study_now
-from services.listener import StudyMonitor
-from services.store import filestore
-from services.store.database import Database
-from services.store.enums import ForwardState, JobState, ResultKind
-from services.store.repositories import forwards, jobs, studies
-from services.store.repositories.jobs import JobOutcome, ResultRecord
-from services.store.tables import Forward, Job
+from mslesion.services.config import Settings
+from mslesion.services.jobs import close_study_now
+from mslesion.services.listener import StudyMonitor
+from mslesion.services.store import filestore
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import ForwardState, JobState, ResultKind
+from mslesion.services.store.repositories import forwards, jobs, studies
+from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.services.store.tables import Forward, Job
+from mslesion.worker.celery_app import create_celery
+from mslesion.worker.dispatch import CeleryDispatcher
 from tests.conftest import free_port
 from tests.reliability.processes import RedisServer, WorkerProcess
 from tests.services.listener.instances import write_series
 from tests.worker.peers import StoreSCP, wait_for
 from tests.worker.studies import ingest_folder, write_t1_only_study
-from worker.celery_app import create_celery
-from worker.dispatch import CeleryDispatcher
 
 QUEUED_JOBS = 3
 

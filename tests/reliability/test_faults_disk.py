@@ -11,13 +11,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from services.config import Settings
-from services.ingest import DicomStatus
-from services.listener import Listener
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.api.main import create_app
+from mslesion.services.config import Settings
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.listener import Listener
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 from tests.reliability.node import (
     STOW_HEADERS,
     assert_spool_matches_database,

@@ -19,9 +19,9 @@ import pytest
 from pynetdicom import AE
 from sqlalchemy import select
 
-from services.config import Settings
-from services.store.database import Database
-from services.store.tables import Study
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.tables import Study
 from tests.conftest import free_port
 from tests.dicom_tools import require_tool
 from tests.e2e.processes import Child, mslesion_command, node_env, port_open, start_child, wait_for

@@ -24,19 +24,19 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from services.config import Settings
-from services.dicom.writer import StudyInfo, write_study
-from services.jobs import close_study_now, reconcile
-from services.store.database import Database
-from services.store.enums import ForwardState, JobState, ResultKind
-from services.store.repositories import forwards, jobs
-from services.store.tables import Forward, Job
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.services.config import Settings
+from mslesion.services.jobs import close_study_now, reconcile
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import ForwardState, JobState, ResultKind
+from mslesion.services.store.repositories import forwards, jobs
+from mslesion.services.store.tables import Forward, Job
+from mslesion.worker.celery_app import create_celery
+from mslesion.worker.dispatch import CeleryDispatcher
 from tests.conftest import free_port
 from tests.reliability.processes import RedisServer, WorkerProcess
 from tests.worker.peers import StoreSCP, wait_for
 from tests.worker.studies import ingest_folder
-from worker.celery_app import create_celery
-from worker.dispatch import CeleryDispatcher
 
 RUN_TIMEOUT_S = 600  # a real study twice, plus model loads, on a busy 2-core machine
 KILL_AT_STAGE = "cascade"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from services.store.enums import ResultKind
-from services.store.repositories import results
+from mslesion.services.store.enums import ResultKind
+from mslesion.services.store.repositories import results
 from tests.api.conftest import Gateway
 from tests.api.seeding import PATIENT_ID, PhantomRun, record_phantom_job
 

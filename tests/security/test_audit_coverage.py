@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.store.enums import Role
-from services.store.repositories import audit
-from services.store.tables import AuditEvent
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import audit
+from mslesion.services.store.tables import AuditEvent
 from tests.api.conftest import Gateway
 from tests.api.seeding import PhantomRun
 from tests.security.seeded import fill, seed

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from services.config import Settings
-from services.store.database import Database
+from mslesion.api.main import create_app
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
 from tests.api.conftest import RecordingDispatcher
 
 PREFLIGHT = {

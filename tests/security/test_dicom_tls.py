@@ -15,11 +15,11 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
-from services.config import Settings
-from services.listener import Listener
-from services.store.database import Database
-from services.store.repositories import studies
-from services.tls import TLSConfigError, dicom_server_context
+from mslesion.services.config import Settings
+from mslesion.services.listener import Listener
+from mslesion.services.store.database import Database
+from mslesion.services.store.repositories import studies
+from mslesion.services.tls import TLSConfigError, dicom_server_context
 from tests.dicom_tools import require_tool
 from tests.security.pki import Pki
 from tests.services.listener.instances import instance, write_series

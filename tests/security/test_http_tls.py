@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.config import Settings
-from services.node import Node, Parts
-from services.tls import TLSConfigError, http_scheme
+from mslesion.node import Node, Parts
+from mslesion.services.config import Settings
+from mslesion.services.tls import TLSConfigError, http_scheme
 from tests.security.pki import Pki
 
 

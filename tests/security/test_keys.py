@@ -8,8 +8,8 @@ import inspect
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 from tests.api.conftest import Gateway
 
 

@@ -19,11 +19,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from services.config import Settings
-from services.dicom.writer import StudyInfo, write_study
-from services.logpolicy import PINNED_TO_WARNING, redact_path
-from services.node import Node, Parts
-from services.phantom import make_phantom, write_phantom
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.devtools.phantom import make_phantom, write_phantom
+from mslesion.node import Node, Parts
+from mslesion.services.config import Settings
+from mslesion.services.logpolicy import PINNED_TO_WARNING, redact_path
 from tests.api.seeding import PHANTOM_SHAPE
 from tests.api.stow_body import CONTENT_TYPE, multipart
 from tests.e2e.processes import storescu

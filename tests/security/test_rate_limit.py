@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from api.ratelimit import TokenBuckets
-from services.config import Settings
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.api.main import create_app
+from mslesion.api.ratelimit import TokenBuckets
+from mslesion.services.config import Settings
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 from tests.api.conftest import RecordingDispatcher
 
 # One token a minute refills: nothing refills during the test, whatever the machine's speed.

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from services.store.enums import Role
+from mslesion.services.store.enums import Role
 from tests.api.conftest import Gateway
 from tests.api.seeding import PhantomRun
 from tests.security.seeded import seed

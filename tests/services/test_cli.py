@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from services.phantom import write_phantom_dataset
+from mslesion.devtools.phantom import write_phantom_dataset
 from tests.model_factory import random_model
 
 SHAPE = (40, 44, 36)
@@ -19,7 +19,7 @@ SHAPE = (40, 44, 36)
 
 def mslesion(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *map(str, args)],
+        [sys.executable, "-m", "mslesion.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -7,8 +7,8 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 
-from services.config import Provider, Settings
-from services.demo import run_demo
+from mslesion.demo import run_demo
+from mslesion.services.config import Provider, Settings
 
 
 def test_demo_sends_a_study_and_fetches_every_result_over_http(tmp_path: Path) -> None:

@@ -23,9 +23,9 @@ from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from services.config import Settings
-from services.dicom.writer import StudyInfo
-from services.forwarding import (
+from mslesion.devtools.dicom_writer import StudyInfo
+from mslesion.services.config import Settings
+from mslesion.services.forwarding import (
     Destination,
     DestinationError,
     DestinationKind,
@@ -33,9 +33,9 @@ from services.forwarding import (
     failed_sops,
     send,
 )
-from services.reporting.seg import build_seg, patient_affine
-from services.reporting.sr import build_sr
-from services.segmentation.postprocess import describe_lesions
+from mslesion.services.reporting.seg import build_seg, patient_affine
+from mslesion.services.reporting.sr import build_sr
+from mslesion.services.segmentation.postprocess import describe_lesions
 from tests.conftest import free_port
 from tests.services.dicom.synthetic import write_series
 from tests.worker.peers import StoreSCP

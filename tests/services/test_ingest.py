@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from services.config import Settings
-from services.dicom.errors import DicomInputError
-from services.dicom.reader import load_series_volume, read_study
-from services.ingest import IngestError, IngestResult, read_header, store_instance
-from services.store.database import Database
-from services.store.enums import Source
-from services.store.repositories import studies
-from services.store.tables import Instance, Study
+from mslesion.services.config import Settings
+from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.reader import load_series_volume, read_study
+from mslesion.services.ingest import IngestError, IngestResult, read_header, store_instance
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
+from mslesion.services.store.repositories import studies
+from mslesion.services.store.tables import Instance, Study
 from tests.corpus import (
     DicomCase,
     Expected,

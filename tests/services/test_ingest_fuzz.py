@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from services.config import Settings
-from services.ingest import IngestError, IngestResult
-from services.store.database import Database
+from mslesion.services.config import Settings
+from mslesion.services.ingest import IngestError, IngestResult
+from mslesion.services.store.database import Database
 from tests.corpus import mr_dataset, part10
 from tests.services.test_ingest import counts, ingest, spool_files
 

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from services.config import get_settings
-from services.errors import InputError
-from services.phantom import (
+from mslesion.devtools.phantom import (
     BACKGROUND,
     CSF,
     DEFAULT_SHAPE,
@@ -25,6 +23,8 @@ from services.phantom import (
     write_phantom,
     write_phantom_dataset,
 )
+from mslesion.services.config import get_settings
+from mslesion.services.errors import InputError
 
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 SMALL_SHAPE = (48, 56, 48)

@@ -11,11 +11,11 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from services.config import Provider, get_settings
-from services.dicom.writer import StudyInfo, write_study
-from services.errors import InputError
-from services.pipeline import SegmentResult, segment_study
-from services.segmentation.cascade import CascadeModel
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.services.config import Provider, get_settings
+from mslesion.services.errors import InputError
+from mslesion.services.pipeline import SegmentResult, segment_study
+from mslesion.services.segmentation.cascade import CascadeModel
 from tests.dicom_tools import dciodvfy_errors
 
 STUDY = "longitudinal/patient01"

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pydicom
 
-from services.config import REPO_ROOT, Settings
+from mslesion.services.config import REPO_ROOT, Settings
 from tests.dicom_tools import require_tool
 
 T = TypeVar("T")
@@ -132,7 +132,7 @@ class CeleryWorkerProcess:
             [
                 str(REPO_ROOT / ".venv" / "bin" / "celery"),
                 "-A",
-                "worker.celery_app",
+                "mslesion.worker.celery_app",
                 "worker",
                 "--pool",
                 "prefork",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.config import Settings
-from services.dicom.writer import StudyInfo
-from services.ingest import IngestResult, read_header, store_instance
-from services.store.database import Database
-from services.store.enums import Source
+from mslesion.devtools.dicom_writer import StudyInfo
+from mslesion.services.config import Settings
+from mslesion.services.ingest import IngestResult, read_header, store_instance
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
 from tests.services.dicom.synthetic import T1_PROTOCOL, write_series
 
 

@@ -16,20 +16,20 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from services.config import Settings
-from services.dicom.writer import StudyInfo, write_study
-from services.jobs import close_study_now, resend
-from services.segmentation.manifest import load_manifest
-from services.store.database import Database
-from services.store.enums import ForwardState, JobState, ResultKind
-from services.store.repositories import forwards, jobs
-from services.store.tables import Forward, Job
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.services.config import Settings
+from mslesion.services.jobs import close_study_now, resend
+from mslesion.services.segmentation.manifest import load_manifest
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import ForwardState, JobState, ResultKind
+from mslesion.services.store.repositories import forwards, jobs
+from mslesion.services.store.tables import Forward, Job
+from mslesion.worker.celery_app import RUN_JOB_TASK, NodeCelery, create_celery
+from mslesion.worker.dispatch import CeleryDispatcher, InProcessDispatcher
+from mslesion.worker.runner import JobRunner, RunOutcome
 from tests.conftest import free_port
 from tests.worker.peers import CeleryWorkerProcess, StoreSCP, wait_for
 from tests.worker.studies import ingest_folder, write_t1_only_study
-from worker.celery_app import RUN_JOB_TASK, NodeCelery, create_celery
-from worker.dispatch import CeleryDispatcher, InProcessDispatcher
-from worker.runner import JobRunner, RunOutcome
 
 JOB_TIMEOUT_S = 900  # model load plus one real study on a busy 2-core machine
 KNOWN_PROVIDERS = {"CPUExecutionProvider", "CUDAExecutionProvider"}

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from services.config import REPO_ROOT, Settings
-from services.errors import MSLesionError
-from services.forwarding import DestinationError
-from services.jobs import close_study_now, offer
-from services.store.database import Database
-from services.store.enums import JobState
-from services.store.repositories import jobs, studies
-from services.store.tables import Job
+from mslesion.services.config import REPO_ROOT, Settings
+from mslesion.services.errors import MSLesionError
+from mslesion.services.forwarding import DestinationError
+from mslesion.services.jobs import close_study_now, offer
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import JobState
+from mslesion.services.store.repositories import jobs, studies
+from mslesion.services.store.tables import Job
+from mslesion.worker.celery_app import JOB_TIME_LIMIT_S, create_celery
+from mslesion.worker.dispatch import CeleryDispatcher, InProcessDispatcher
+from mslesion.worker.policy import longest_retry_delay
+from mslesion.worker.runner import JobRunner
 from tests.conftest import free_port
 from tests.worker.peers import wait_for
 from tests.worker.studies import ingest_folder, write_t1_only_study
-from worker.celery_app import JOB_TIME_LIMIT_S, create_celery
-from worker.dispatch import CeleryDispatcher, InProcessDispatcher
-from worker.policy import longest_retry_delay
-from worker.runner import JobRunner
 
 
 def _job(db: Database, job_id: str) -> Job:

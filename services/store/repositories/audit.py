@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.store.tables import AuditEvent
+from mslesion.services.store.tables import AuditEvent
 
 
 def record(

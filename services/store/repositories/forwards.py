@@ -7,8 +7,8 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.store.enums import ForwardState
-from services.store.tables import Forward, utcnow
+from mslesion.services.store.enums import ForwardState
+from mslesion.services.store.tables import Forward, utcnow
 
 
 def ensure_forwards(session: Session, job_id: str, destinations: list[str]) -> list[Forward]:

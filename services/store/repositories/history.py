@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.store.enums import JobState
-from services.store.tables import Job, Study
+from mslesion.services.store.enums import JobState
+from mslesion.services.store.tables import Job, Study
 
 
 class StudyLoad(BaseModel):

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from services.store.enums import JobState, ResultKind
-from services.store.tables import Job, ResultFile, Study, utcnow
+from mslesion.services.store.enums import JobState, ResultKind
+from mslesion.services.store.tables import Job, ResultFile, Study, utcnow
 
 
 class ResultRecord(BaseModel):

@@ -9,8 +9,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.store.enums import Role
-from services.store.tables import ApiKey, utcnow
+from mslesion.services.store.enums import Role
+from mslesion.services.store.tables import ApiKey, utcnow
 
 KEY_PREFIX = "msl_"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.store.enums import JobState, ResultKind
-from services.store.tables import Job, ResultFile
+from mslesion.services.store.enums import JobState, ResultKind
+from mslesion.services.store.tables import Job, ResultFile
 
 DICOM_KINDS = (ResultKind.SEG, ResultKind.SR)
 

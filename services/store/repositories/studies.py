@@ -11,8 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.store.enums import Source, StudyState
-from services.store.tables import Instance, Study, utcnow
+from mslesion.services.store.enums import Source, StudyState
+from mslesion.services.store.tables import Instance, Study, utcnow
 
 
 class InstanceRecord(BaseModel):

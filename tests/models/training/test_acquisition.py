@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.training.acquisition import bias_field, simulate_clinical, thick_slices
+from mslesion.models.training.acquisition import bias_field, simulate_clinical, thick_slices
 
 
 def test_thick_slices_average_slabs_along_the_slice_axis() -> None:

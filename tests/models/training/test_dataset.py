@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from models.training.dataset import load_dataset, load_subject
-from services.errors import InputError
-from services.phantom import write_phantom_dataset
+from mslesion.devtools.phantom import write_phantom_dataset
+from mslesion.models.training.dataset import load_dataset, load_subject
+from mslesion.services.errors import InputError
 
 SHAPE = (32, 36, 34)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from models.training.lesion_bank import (
+from mslesion.models.training.lesion_bank import (
     DEFAULT_CONTRAST,
     DEFAULT_EXCLUDE,
     LesionBank,

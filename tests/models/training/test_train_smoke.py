@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.onnx_export import load_net_from_onnx
-from models.training.cascade_train import CascadeTrainConfig
-from models.training.run import run_training
-from models.training.trainer import TrainConfig
-from services.config import Provider
-from services.imaging.nifti import load_volume
-from services.phantom import write_phantom_dataset
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.manifest import NetRole, Thresholds, load_manifest
+from mslesion.devtools.phantom import write_phantom_dataset
+from mslesion.models.onnx_export import load_net_from_onnx
+from mslesion.models.training.cascade_train import CascadeTrainConfig
+from mslesion.models.training.run import run_training
+from mslesion.models.training.trainer import TrainConfig
+from mslesion.services.config import Provider
+from mslesion.services.imaging.nifti import load_volume
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.manifest import NetRole, Thresholds, load_manifest
 
 SHAPE = (40, 48, 40)
 
@@ -95,7 +95,7 @@ def test_fine_tuning_freezes_convolutions(trained: Path, phantoms: Path, tmp_pat
 def test_fine_tuning_refuses_other_modalities(
     trained: Path, phantoms: Path, tmp_path: Path
 ) -> None:
-    from services.errors import InputError
+    from mslesion.services.errors import InputError
 
     config = CascadeTrainConfig(
         modalities=["flair", "t1", "t2"], init=trained, train=TrainConfig(progress=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.dicom.writer import StudyInfo
+from mslesion.devtools.dicom_writer import StudyInfo
 from tests.services.dicom.synthetic import T1_PROTOCOL, volume, write_series
 
 # Distinctive patient data, so a test can prove it never reaches the job-log decision lines.

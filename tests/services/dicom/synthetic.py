@@ -13,7 +13,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from services.dicom.writer import StudyInfo, nifti_to_series
+from mslesion.devtools.dicom_writer import StudyInfo, nifti_to_series
 from tests.dicom_tools import dciodvfy_errors, require_tool  # noqa: F401
 
 SHAPE = (64, 64, 20)

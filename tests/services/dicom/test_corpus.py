@@ -25,16 +25,16 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from services.dicom.errors import DicomInputError
-from services.dicom.reader import (
+from mslesion.devtools.dicom_writer import StudyInfo
+from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.reader import (
     ENHANCED_MR_IMAGE_STORAGE,
     Series,
     SeriesVolume,
     load_series_volume,
     read_study,
 )
-from services.dicom.selection import select_series
-from services.dicom.writer import StudyInfo
+from mslesion.services.dicom.selection import select_series
 from tests.services.dicom.synthetic import T1_PROTOCOL, require_tool, write_series
 
 

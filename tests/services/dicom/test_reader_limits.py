@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.dicom import reader
-from services.dicom.errors import DicomInputError
-from services.dicom.reader import load_series_volume, read_study
+from mslesion.services.dicom import reader
+from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.reader import load_series_volume, read_study
 from tests.corpus.series import write_large_series
 
 

@@ -10,10 +10,10 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from services.dicom.errors import DicomInputError
-from services.dicom.reader import SeriesVolume, Study, load_series_volume, read_study
-from services.dicom.selection import classify_series, load_rules, select_series
-from services.dicom.writer import StudyInfo, nifti_to_series, write_study
+from mslesion.devtools.dicom_writer import StudyInfo, nifti_to_series, write_study
+from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.reader import SeriesVolume, Study, load_series_volume, read_study
+from mslesion.services.dicom.selection import classify_series, load_rules, select_series
 from tests.services.dicom.synthetic import dciodvfy_errors
 
 pytestmark = pytest.mark.shared_data

@@ -12,17 +12,23 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from services.config import get_settings
-from services.dicom.errors import DicomInputError, SeriesRulesError
-from services.dicom.reader import MR_IMAGE_STORAGE, Series, Study, load_series_volume, read_study
-from services.dicom.selection import (
+from mslesion.devtools.dicom_writer import StudyInfo
+from mslesion.services.config import get_settings
+from mslesion.services.dicom.errors import DicomInputError, SeriesRulesError
+from mslesion.services.dicom.reader import (
+    MR_IMAGE_STORAGE,
+    Series,
+    Study,
+    load_series_volume,
+    read_study,
+)
+from mslesion.services.dicom.selection import (
     SHIPPED_RULES,
     SeriesRules,
     classify_series,
     load_rules,
     select_series,
 )
-from services.dicom.writer import StudyInfo
 from tests.services.dicom.conftest import PATIENT_ID, PATIENT_NAME
 from tests.services.dicom.synthetic import as_loaded, volume, write_series
 

@@ -10,9 +10,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from services.config import get_settings
-from services.dicom.reader import load_series_volume, read_study
-from services.dicom.writer import StudyInfo, nifti_to_series, write_study
+from mslesion.devtools.dicom_writer import StudyInfo, nifti_to_series, write_study
+from mslesion.services.config import get_settings
+from mslesion.services.dicom.reader import load_series_volume, read_study
 from tests.services.dicom.synthetic import (
     FLAIR_PROTOCOL,
     SPACING,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from services.dicom.errors import DicomInputError
-from services.dicom.reader import ZipLimits, load_series_volume, read_study
-from services.dicom.selection import select_series
+from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.reader import ZipLimits, load_series_volume, read_study
+from mslesion.services.dicom.selection import select_series
 
 
 def _zip_folder(folder: Path, archive: Path, prefix: str = "EXPORT/") -> Path:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from services.errors import InputError
-from services.imaging import registration, template
-from services.imaging.preprocess import Preprocessed, preprocess, read_nifti_as_sitk
+from mslesion.services.errors import InputError
+from mslesion.services.imaging import registration, template
+from mslesion.services.imaging.preprocess import Preprocessed, preprocess, read_nifti_as_sitk
 
 STUDY = ("patient01", "study1")
 MIN_DICE = 0.90

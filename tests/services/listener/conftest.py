@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.config import Settings
-from services.listener import Listener
-from services.store.database import Database
+from mslesion.services.config import Settings
+from mslesion.services.listener import Listener
+from mslesion.services.store.database import Database
 from tests.dicom_tools import require_tool
 
 SENDER_AET = "MODALITY1"

@@ -11,11 +11,11 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
-from services.config import Settings
-from services.listener import Listener, StudyMonitor
-from services.store.database import Database
-from services.store.enums import StudyState
-from services.store.tables import Instance, Job, Study
+from mslesion.services.config import Settings
+from mslesion.services.listener import Listener, StudyMonitor
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import StudyState
+from mslesion.services.store.tables import Instance, Job, Study
 from tests.services.listener.conftest import SENDER_AET, RecordingDispatcher, storescu
 from tests.services.listener.instances import write_series
 
@@ -165,7 +165,7 @@ def test_the_monitor_survives_a_database_outage(
 ) -> None:
     db = Database("postgresql+psycopg://postgres@localhost:1/x")
     monitor = StudyMonitor(node_settings, db, RecordingDispatcher(), interval_s=0.05)
-    caplog.set_level(logging.WARNING, logger="services.listener.monitor")
+    caplog.set_level(logging.WARNING, logger="mslesion.services.listener.monitor")
 
     monitor.start()
     try:

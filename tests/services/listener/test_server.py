@@ -23,12 +23,12 @@ from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import select
 
-from services.config import Settings
-from services.ingest import DicomStatus
-from services.listener import Listener
-from services.store.database import Database
-from services.store.enums import Source
-from services.store.tables import Instance, Study
+from mslesion.services.config import Settings
+from mslesion.services.ingest import DicomStatus
+from mslesion.services.listener import Listener
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Source
+from mslesion.services.store.tables import Instance, Study
 from tests.dicom_tools import require_tool
 from tests.services.listener.conftest import SENDER_AET, storescu
 from tests.services.listener.instances import PATIENT_ID, PATIENT_NAME, instance, write_series

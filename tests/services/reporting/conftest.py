@@ -15,10 +15,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from services.config import Settings
-from services.reporting.seg import build_seg, patient_affine
-from services.reporting.sr import build_sr
-from services.segmentation.postprocess import LesionReport, describe_lesions
+from mslesion.services.config import Settings
+from mslesion.services.reporting.seg import build_seg, patient_affine
+from mslesion.services.reporting.sr import build_sr
+from mslesion.services.segmentation.postprocess import LesionReport, describe_lesions
 from tests.dicom_tools import dciodvfy_report, require_tool
 
 GE_SERIES = Path("dicom") / "ge-t1-sagittal"

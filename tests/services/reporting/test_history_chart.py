@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.errors import InputError
-from services.reporting.history_chart import HEIGHT, WIDTH, ChartPoint, render_lesion_load_chart
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.history_chart import (
+    HEIGHT,
+    WIDTH,
+    ChartPoint,
+    render_lesion_load_chart,
+)
 
 
 def test_chart_is_a_png_with_a_marker_per_study() -> None:

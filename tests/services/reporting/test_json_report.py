@@ -7,9 +7,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from services.errors import InputError
-from services.reporting.identity import RESEARCH_DISCLAIMER
-from services.reporting.json_report import (
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.identity import RESEARCH_DISCLAIMER
+from mslesion.services.reporting.json_report import (
     SeriesUsed,
     StudyReport,
     build_study_report,
@@ -17,7 +17,7 @@ from services.reporting.json_report import (
     series_used,
     write_json_report,
 )
-from services.segmentation.postprocess import LesionReport
+from mslesion.services.segmentation.postprocess import LesionReport
 from tests.services.reporting.conftest import BRAIN_VOLUME_ML, MODEL_NAME, MODEL_VERSION, Outputs
 
 pytestmark = pytest.mark.shared_data

@@ -9,8 +9,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from services.errors import InputError
-from services.reporting.montage import (
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.montage import (
     HEADER_PX,
     OUTLINE_RGB,
     WARNING_RGB,
@@ -19,8 +19,8 @@ from services.reporting.montage import (
     montage_title,
     render_montage,
 )
-from services.reporting.seg import patient_affine
-from services.segmentation.postprocess import LesionReport
+from mslesion.services.reporting.seg import patient_affine
+from mslesion.services.segmentation.postprocess import LesionReport
 from tests.services.reporting.conftest import MODEL_NAME, MODEL_VERSION
 
 

@@ -12,10 +12,10 @@ import pytest
 from pydicom.sr.coding import Code
 from scipy import ndimage
 
-from services.config import Settings
-from services.errors import InputError
-from services.reporting.seg import build_seg, patient_affine
-from services.segmentation.postprocess import LesionReport, describe_lesions
+from mslesion.services.config import Settings
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.seg import build_seg, patient_affine
+from mslesion.services.segmentation.postprocess import LesionReport, describe_lesions
 from tests.services.reporting.conftest import (
     LESIONS,
     MODEL_NAME,

@@ -11,16 +11,16 @@ import pydicom
 import pytest
 from pydicom.sr.coding import Code
 
-from services.config import Settings
-from services.errors import InputError
-from services.reporting.seg import build_seg
-from services.reporting.sr import (
+from mslesion.services.config import Settings
+from mslesion.services.errors import InputError
+from mslesion.services.reporting.seg import build_seg
+from mslesion.services.reporting.sr import (
     MAX_LESION_GROUPS,
     NUMBER_OF_LESIONS,
     VOLUME,
     build_sr,
 )
-from services.segmentation.postprocess import Lesion, LesionReport
+from mslesion.services.segmentation.postprocess import Lesion, LesionReport
 from tests.services.reporting.conftest import (
     BRAIN_VOLUME_ML,
     MODEL_NAME,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.config import Provider
-from services.errors import InputError
-from services.segmentation.cascade import CascadeModel, CascadeOutput, Method
-from services.segmentation.inputs import prepare_stack
-from services.segmentation.manifest import Thresholds
+from mslesion.services.config import Provider
+from mslesion.services.errors import InputError
+from mslesion.services.segmentation.cascade import CascadeModel, CascadeOutput, Method
+from mslesion.services.segmentation.inputs import prepare_stack
+from mslesion.services.segmentation.manifest import Thresholds
 from tests.model_factory import random_model
 
 SHAPE = (24, 26, 22)

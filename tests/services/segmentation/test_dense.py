@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Provider
-from services.segmentation.dense import dense_predict, roi_tiles, split_sparse_tiles
-from services.segmentation.manifest import NetRole, load_manifest
-from services.segmentation.patchwise import patchwise_predict
-from services.segmentation.runtime import create_session
+from mslesion.services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Provider
+from mslesion.services.segmentation.dense import dense_predict, roi_tiles, split_sparse_tiles
+from mslesion.services.segmentation.manifest import NetRole, load_manifest
+from mslesion.services.segmentation.patchwise import patchwise_predict
+from mslesion.services.segmentation.runtime import create_session
 from tests.model_factory import random_model
 
 TOLERANCE = 1e-4

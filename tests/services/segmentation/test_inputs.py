@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.errors import InputError
-from services.segmentation.inputs import candidate_mask, prepare_stack
+from mslesion.services.errors import InputError
+from mslesion.services.segmentation.inputs import candidate_mask, prepare_stack
 
 MODALITIES = ["flair", "t1"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import ModelError
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.manifest import load_manifest
+from mslesion.services.errors import ModelError
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.manifest import load_manifest
 from tests.model_factory import random_model
 
 

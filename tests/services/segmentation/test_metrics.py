@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from services.errors import InputError
-from services.segmentation.metrics import (
+from mslesion.devtools.metrics import (
     NUMERIC_METRICS,
     CaseMetrics,
     EvaluationSummary,
@@ -23,6 +22,7 @@ from services.segmentation.metrics import (
     summarise,
     voxel_volume_ml,
 )
+from mslesion.services.errors import InputError
 
 ML_PER_MM3 = 0.001
 

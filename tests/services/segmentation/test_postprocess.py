@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.segmentation.postprocess import binarise, describe_lesions
+from mslesion.services.segmentation.postprocess import binarise, describe_lesions
 
 
 def test_binarise_threshold_and_lmin() -> None:
@@ -53,7 +53,7 @@ def test_describe_empty() -> None:
 
 def test_native_minimum_size_is_a_volume() -> None:
     """l_min of 10 model voxels (1 mm³ each) = 0.01 ml: 5 voxels of 2 mm³ on a native grid."""
-    from services.pipeline import binarise_native
+    from mslesion.services.pipeline import binarise_native
 
     prob = np.zeros((10, 10, 10), np.float32)
     prob[1, 1, 1:6] = 0.9  # 5 voxels × 2 mm³ = 10 mm³: kept

@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from services.imaging import registration, template
-from services.segmentation.prior import (
+from mslesion.services.imaging import registration, template
+from mslesion.services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
     WM_PRIOR_THRESHOLD,
     describe_prior,

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from services.config import Provider
-from services.errors import ProviderError
-from services.segmentation.cascade import CascadeModel
-from services.segmentation.runtime import CPU, CUDA, available_providers, requested_providers
+from mslesion.services.config import Provider
+from mslesion.services.errors import ProviderError
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.runtime import (
+    CPU,
+    CUDA,
+    available_providers,
+    requested_providers,
+)
 from tests.model_factory import random_model
 
 

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from services.store.database import Database, migrate
-from services.store.tables import Base
+from mslesion.services.store.database import Database, migrate
+from mslesion.services.store.tables import Base
 
 
 def test_migrations_build_every_table(pg_url: str) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 DEFAULT_SHAPE: Final[tuple[int, int, int]] = (96, 112, 96)
 """Default phantom grid, voxels (X, Y, Z); about half the MNI152 1 mm grid per axis."""

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from services.config import get_settings
+from mslesion.services.config import get_settings
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 GYROMAGNETIC_MHZ_PER_T = 42.577478  # 1H

@@ -17,9 +17,9 @@ import numpy as np
 import pydicom
 from pynetdicom import AE
 
-from services.config import Settings
-from services.errors import MSLesionError
-from services.node import Node, Parts
+from mslesion.node import Node, Parts
+from mslesion.services.config import Settings
+from mslesion.services.errors import MSLesionError
 
 DEMO_PATIENT = "DEMO0001"
 PHANTOM_SHAPE = (160, 192, 160)  # brain-sized, so template registration behaves as on MRI
@@ -69,8 +69,8 @@ def run_demo(base: Settings, out: Path, echo: Callable[[str], None]) -> None:
 def _write_study(out: Path) -> tuple[Path, tuple[int, float]]:
     from scipy import ndimage
 
-    from services.dicom.writer import StudyInfo, write_study
-    from services.phantom import write_phantom_dataset
+    from mslesion.devtools.dicom_writer import StudyInfo, write_study
+    from mslesion.devtools.phantom import write_phantom_dataset
 
     shutil.rmtree(out / "phantom", ignore_errors=True)
     shutil.rmtree(out / "study", ignore_errors=True)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy.exc import IntegrityError
 
-from services.config import Provider, get_settings
-from services.errors import InputError, MSLesionError
+from mslesion.services.config import Provider, get_settings
+from mslesion.services.errors import InputError, MSLesionError
 
 if TYPE_CHECKING:
-    from services.segmentation.cascade import CascadeModel
+    from mslesion.services.segmentation.cascade import CascadeModel
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 log = logging.getLogger("mslesion")
@@ -24,7 +24,7 @@ log = logging.getLogger("mslesion")
 def _model(
     model_dir: Path | None, provider: Provider | None, tile: int | None = None
 ) -> CascadeModel:
-    from services.segmentation.cascade import CascadeModel
+    from mslesion.services.segmentation.cascade import CascadeModel
 
     s = get_settings()
     return CascadeModel(
@@ -50,8 +50,12 @@ def infer(
     method: Annotated[str, typer.Option(help="dense (serving) or patch (reference)")] = "dense",
 ) -> None:
     """Segment MS lesions in preprocessed NIfTI images; outputs keep the input's grid."""
-    from services.segmentation.cascade import Method
-    from services.segmentation.infer import load_inputs, segment_volumes, write_segmentation
+    from mslesion.services.segmentation.cascade import Method
+    from mslesion.services.segmentation.infer import (
+        load_inputs,
+        segment_volumes,
+        write_segmentation,
+    )
 
     cascade = _model(model, provider)
     given = {"flair": flair, "t1": t1, "t2": t2}
@@ -83,7 +87,7 @@ def segment(
     """Raw DICOM study -> DICOM SEG, TID 1500 SR, JSON report and PNG montage."""
     from tqdm import tqdm
 
-    from services.pipeline import segment_study
+    from mslesion.services.pipeline import segment_study
 
     stages = ["read", "select", "assemble", "preprocess", "cascade", "postprocess", "outputs"]
     with tqdm(total=len(stages), desc="segment", unit="stage") as bar:
@@ -111,7 +115,7 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics as JSON")] = None,
 ) -> None:
     """Dice, lesion-wise TPR/precision/F1, volume difference and correlation."""
-    from services.segmentation.metrics import evaluate_files, format_table
+    from mslesion.devtools.metrics import evaluate_files, format_table
 
     if len(pred) != len(truth):
         raise MSLesionError(
@@ -159,14 +163,14 @@ def train(
 ) -> None:
     """Train (or fine-tune) the two-net cascade and export it to ONNX with a manifest."""
     try:
-        from models.training.cascade_train import CascadeTrainConfig
-        from models.training.run import run_training
-        from models.training.trainer import TrainConfig
+        from mslesion.models.training.cascade_train import CascadeTrainConfig
+        from mslesion.models.training.run import run_training
+        from mslesion.models.training.trainer import TrainConfig
     except ImportError as exc:
         raise MSLesionError(
             f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
         ) from exc
-    from services.segmentation.manifest import Thresholds
+    from mslesion.services.segmentation.manifest import Thresholds
 
     config = CascadeTrainConfig(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
@@ -208,7 +212,7 @@ def lesion_bank_cmd(
     ] = "patient07,patient19,patient26",
 ) -> None:
     """Harvest real lesion shapes for lesion-synthesis augmentation (``train --lesion-bank``)."""
-    from models.training.lesion_bank import build_lesion_bank
+    from mslesion.models.training.lesion_bank import build_lesion_bank
 
     bank = build_lesion_bank(masks_dir, exclude=frozenset(e for e in exclude.split(",") if e))
     bank.save(out)
@@ -228,7 +232,7 @@ def nifti2dicom(
     study_date: Annotated[str, typer.Option(help="YYYYMMDD")] = "",
 ) -> None:
     """Test tool: wrap NIfTI volumes into one standard DICOM MR study (one series each)."""
-    from services.dicom.writer import StudyInfo, write_study
+    from mslesion.devtools.dicom_writer import StudyInfo, write_study
 
     niftis = {k: v for k, v in {"FLAIR": flair, "T1W": t1, "T2W": t2}.items() if v is not None}
     info = StudyInfo(
@@ -247,7 +251,7 @@ def phantom(
     seed: int = 0,
 ) -> None:
     """Write synthetic brain-like phantoms with lesions (FLAIR/T1/T2/lesion_mask NIfTI)."""
-    from services.phantom import write_phantom_dataset
+    from mslesion.devtools.phantom import write_phantom_dataset
 
     for folder in write_phantom_dataset(out, n_subjects=subjects, seed=seed):
         typer.echo(str(folder))
@@ -259,7 +263,7 @@ def demo(
 ) -> None:
     """The whole node on this machine: a synthetic study goes in by C-STORE, SEG/SR/report
     come out through the authorised HTTP API (embedded SQLite, in-process worker)."""
-    from services.demo import run_demo
+    from mslesion.demo import run_demo
 
     run_demo(get_settings(), out, echo=typer.echo)
 
@@ -273,7 +277,7 @@ app.add_typer(keys_app, name="keys")
 @app.command()
 def migrate() -> None:
     """Bring the database schema to the newest revision (Alembic)."""
-    from services.store.database import Database
+    from mslesion.services.store.database import Database
 
     settings = get_settings()
     Database(settings.resolved_database_url()).migrate()
@@ -286,9 +290,9 @@ def keys_create(
     role: Annotated[str, typer.Option(help="uploader, reader or admin")] = "reader",
 ) -> None:
     """Create an API key; only its hash is stored, so the key is printed once, here."""
-    from services.store.database import Database
-    from services.store.enums import Role
-    from services.store.repositories import keys
+    from mslesion.services.store.database import Database
+    from mslesion.services.store.enums import Role
+    from mslesion.services.store.repositories import keys
 
     try:
         chosen = Role(role)
@@ -306,8 +310,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (names, roles, creation and revocation; never the keys)."""
-    from services.store.database import Database
-    from services.store.repositories import keys
+    from mslesion.services.store.database import Database
+    from mslesion.services.store.repositories import keys
 
     db = Database(get_settings().resolved_database_url())
     with db.session() as session:
@@ -319,8 +323,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="name of the key")]) -> None:
     """Revoke an API key at once."""
-    from services.store.database import Database
-    from services.store.repositories import keys
+    from mslesion.services.store.database import Database
+    from mslesion.services.store.repositories import keys
 
     db = Database(get_settings().resolved_database_url())
     with db.session() as session:
@@ -332,7 +336,7 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="name of the key")]) ->
 @app.command()
 def serve() -> None:
     """Everything on one machine: gateway, DICOM listener and an in-process worker."""
-    from services.node import Node, Parts, run_until_signal
+    from mslesion.node import Node, Parts, run_until_signal
 
     settings = get_settings()
     node = Node(settings, Parts())
@@ -344,7 +348,7 @@ def serve() -> None:
 @app.command()
 def gateway() -> None:
     """The HTTP gateway (DICOMweb, jobs, results, lesion load); jobs go to Celery."""
-    from services.node import Node, Parts, run_until_signal
+    from mslesion.node import Node, Parts, run_until_signal
 
     node = Node(get_settings(), Parts(http=True, dicom=False, in_process_worker=False))
     node.start(migrate=False, create_admin_key=False)
@@ -355,7 +359,7 @@ def gateway() -> None:
 @app.command()
 def listener() -> None:
     """The DICOM C-STORE listener and the quiet-study monitor; jobs go to Celery."""
-    from services.node import Node, Parts, run_until_signal
+    from mslesion.node import Node, Parts, run_until_signal
 
     node = Node(get_settings(), Parts(http=False, dicom=True, in_process_worker=False))
     node.start(migrate=False, create_admin_key=False)
@@ -369,8 +373,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
     """A Celery worker: runs jobs and forwards results (needs MSLESION_BROKER_URL)."""
-    from services.node import celery_dispatcher
-    from worker.celery_app import create_celery
+    from mslesion.node import celery_dispatcher
+    from mslesion.worker.celery_app import create_celery
 
     settings = get_settings()
     celery_dispatcher(settings)  # fails clearly when no broker is configured
@@ -380,12 +384,12 @@ def worker(
 
 
 def _announce(node: object) -> None:
-    from services.node import Node
+    from mslesion.node import Node
 
     assert isinstance(node, Node)
     s = node.settings
     if node.http_port is not None:
-        from services.tls import http_scheme
+        from mslesion.services.tls import http_scheme
 
         scheme = http_scheme(s)
         typer.echo(f"gateway: {scheme}://{s.http_host}:{node.http_port}  (API docs at /docs)")

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from scipy import ndimage
 
-from services.errors import InputError
+from mslesion.services.errors import InputError
 
 AFFINE_ATOL: Final = 1e-4
 """Absolute tolerance (mm) when checking that prediction and truth share their affine."""

@@ -13,13 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from services.config import Settings
-from services.errors import MSLesionError
-from services.jobs import Dispatcher, recover_after_restart
-from services.logpolicy import apply_log_policy
-from services.store.database import Database
-from services.store.enums import Role
-from services.store.repositories import keys
+from mslesion.services.config import Settings
+from mslesion.services.errors import MSLesionError
+from mslesion.services.jobs import Dispatcher, recover_after_restart
+from mslesion.services.logpolicy import apply_log_policy
+from mslesion.services.store.database import Database
+from mslesion.services.store.enums import Role
+from mslesion.services.store.repositories import keys
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def celery_dispatcher(settings: Settings) -> Dispatcher:
             "MSLESION_BROKER_URL is not set: this part hands jobs to Celery workers "
             "(use `mslesion serve` to run everything in one process without a broker)"
         )
-    from worker.celery_app import create_celery
-    from worker.dispatch import CeleryDispatcher
+    from mslesion.worker.celery_app import create_celery
+    from mslesion.worker.dispatch import CeleryDispatcher
 
     return CeleryDispatcher(create_celery(settings))
 
@@ -93,8 +93,8 @@ class Node:
     def _start_dispatcher(self) -> Dispatcher:
         if not self.parts.in_process_worker:
             return celery_dispatcher(self.settings)
-        from worker.dispatch import InProcessDispatcher
-        from worker.runner import JobRunner
+        from mslesion.worker.dispatch import InProcessDispatcher
+        from mslesion.worker.runner import JobRunner
 
         dispatcher = InProcessDispatcher(JobRunner(self.settings, self.db), self.settings)
         dispatcher.start()
@@ -105,8 +105,8 @@ class Node:
         return dispatcher
 
     def _start_dicom(self) -> None:
-        from services.listener.monitor import StudyMonitor
-        from services.listener.server import Listener
+        from mslesion.services.listener.monitor import StudyMonitor
+        from mslesion.services.listener.server import Listener
 
         assert self.dispatcher is not None
         listener = Listener(self.settings, self.db)
@@ -120,8 +120,8 @@ class Node:
     def _start_http(self) -> None:
         import uvicorn
 
-        from api.main import create_app
-        from services.tls import http_server_options
+        from mslesion.api.main import create_app
+        from mslesion.services.tls import http_server_options
 
         assert self.dispatcher is not None
         tls = http_server_options(self.settings)  # before anything starts: fail fast
