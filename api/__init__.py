@@ -1,1 +1,1 @@
-"""HTTP gateway (FastAPI) — built by the PACS-node issue."""
+"""The HTTP gateway (FastAPI): DICOMweb, uploads, jobs, results and lesion load, by API key."""

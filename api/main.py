@@ -17,7 +17,9 @@ from mslesion.api.ratelimit import RateLimitMiddleware
 from mslesion.api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
 from mslesion.api.schemas import ErrorOut
 from mslesion.services.config import Settings
+from mslesion.services.errors import MSLesionError
 from mslesion.services.jobs import Dispatcher
+from mslesion.services.logpolicy import redact_path
 from mslesion.services.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ def create_app(settings: Settings, db: Database, dispatcher: Dispatcher) -> Fast
         # Every route but the health probes may answer 429 (api/ratelimit.py).
         limited = settings.rate_limit_per_minute and module is not health
         app.include_router(module.router, responses=RATE_LIMITED if limited else None)
+    app.add_exception_handler(MSLesionError, _domain_error)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     # Starlette runs the last added middleware first: CORS, then the rate limit, then audit.
@@ -61,8 +64,22 @@ def create_app(settings: Settings, db: Database, dispatcher: Dispatcher) -> Fast
     return app
 
 
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """A domain error a route did not answer itself: the status its class declares.
+
+    The caller's own mistakes (4xx) are explained to the caller; the node's faults (5xx) are
+    logged, and the caller is not shown the node's paths or configuration.
+    """
+    assert isinstance(exc, MSLesionError)
+    if exc.http_status < 500:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    log.error("%s on %s: %s", type(exc).__name__, redact_path(request.url.path), exc)
+    detail = f"the node could not serve this request ({type(exc).__name__}); see its log"
+    return JSONResponse({"detail": detail}, status_code=exc.http_status)
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database error on %s: %s", request.url.path, type(exc).__name__)
+    log.error("database error on %s: %s", redact_path(request.url.path), type(exc).__name__)
     return JSONResponse(
         {"detail": "the node's database is unavailable; retry later"},
         status_code=503,
@@ -71,5 +88,5 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s", request.url.path)
+    log.exception("unhandled error on %s", redact_path(request.url.path))
     return JSONResponse({"detail": "internal error; see the gateway log"}, status_code=500)

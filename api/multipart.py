@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mslesion.services.errors import InputError
+
 CRLF = b"\r\n"
 MAX_HEADER_BYTES = 16 * 1024  # the header block of one part; DICOM parts carry one or two
 
 
-class MultipartError(ValueError):
+class MultipartError(InputError, ValueError):
     """The body is not a well-formed multipart message (the gateway answers 400)."""
+
+    http_status = 400
 
 
 @dataclass

@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from mslesion.services.config import get_settings
 from mslesion.services.imaging import registration, template
 from mslesion.services.imaging.preprocess import preprocess, read_nifti_as_sitk
+from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 
 STUDIES = [(p, s) for p in ("patient01", "patient12") for s in ("study1", "study2")]
 
@@ -71,7 +72,7 @@ def run_study(folder: Path, study: str) -> StudyResult:
     flair = series["FLAIR"]
     ours = sitk.GetArrayFromImage(result.brain_native()) > 0
     reference = reference_brain(folder, study, flair)
-    voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml_from_spacing(flair.GetSpacing())
     matrix = registration.affine_matrix(result.transforms.template_to_flair)[:3, :3]
     return StudyResult(
         study=f"{folder.name}/{study}",

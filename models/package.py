@@ -9,10 +9,12 @@ from pathlib import Path
 
 from mslesion.models.network import CascadeNet
 from mslesion.models.onnx_export import save_onnx
+from mslesion.services.segmentation.inputs import ContextChannel
 from mslesion.services.segmentation.manifest import (
     Manifest,
     ModelFile,
     NetRole,
+    Normalisation,
     Thresholds,
     sha256_of,
     write_manifest,
@@ -31,6 +33,8 @@ def export_model_folder(
     thresholds: Thresholds,
     training: dict[str, object],
     metrics: dict[str, object] | None = None,
+    normalisation: Normalisation | None = None,
+    context: list[ContextChannel] | None = None,
 ) -> Manifest:
     """Export both nets (dense and patch forms) and the manifest into ``out``, atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,8 @@ def export_model_folder(
             modalities=modalities,
             spacing_mm=spacing_mm,
             thresholds=thresholds,
+            normalisation=normalisation or Normalisation(),
+            context=context or [],
             files=files,
             training=training,
             metrics=metrics or {},

@@ -1,4 +1,10 @@
-"""The ``mslesion`` command. Thin: parse arguments, call domain functions, report errors."""
+"""The ``mslesion`` command. Thin: parse arguments, call domain functions, report errors.
+
+Errors: every :class:`~mslesion.services.errors.MSLesionError` ends the command with one
+``error: ...`` line on stderr and the error's ``exit_code`` (2); :func:`main` is the one place
+that does this. Logging: the product's own INFO lines, third-party libraries at WARNING
+unless ``--verbose`` (:func:`configure_logging`), the no-PHI policy always.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,62 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import IntegrityError
 
 from mslesion.services.config import Provider, get_settings
 from mslesion.services.errors import InputError, MSLesionError
+from mslesion.services.logpolicy import apply_log_policy
+from mslesion.services.segmentation.cascade import Method
+from mslesion.services.store.enums import Role
 
 if TYPE_CHECKING:
     from mslesion.services.segmentation.cascade import CascadeModel
+    from mslesion.services.store.database import Database
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = "MS lesion segmentation: command-line tools and the PACS node."
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 log = logging.getLogger("mslesion")
+
+QUIET_LIBRARIES = ("pynetdicom", "uvicorn", "celery", "alembic")
+"""Libraries whose INFO lines (one per association, request, task, migration step) are
+hidden unless ``--verbose``; other libraries follow the root logger (WARNING by default)."""
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Log to stderr: ``mslesion`` at INFO, everything else at WARNING (INFO when verbose).
+
+    The no-PHI policy (:func:`~mslesion.services.logpolicy.apply_log_policy`) is applied
+    last, so its pinned loggers stay at WARNING even when verbose.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    library_level = logging.INFO if verbose else logging.WARNING
+    root.setLevel(library_level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
+    log.setLevel(logging.INFO)
+    apply_log_policy()
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="INFO lines of every library too")
+    ] = False,
+) -> None:
+    configure_logging(verbose=verbose)
+    ctx.obj = {"verbose": verbose}
+
+
+def _database() -> Database:
+    """The node's database as the settings name it: the one handle a command uses."""
+    from mslesion.services.store.database import Database
+
+    return Database(get_settings().resolved_database_url())
 
 
 def _model(
@@ -47,10 +99,11 @@ def infer(
     prob: Annotated[Path | None, typer.Option(help="also write the probability map")] = None,
     report: Annotated[Path | None, typer.Option(help="also write the lesion report (JSON)")] = None,
     provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
-    method: Annotated[str, typer.Option(help="dense (serving) or patch (reference)")] = "dense",
+    method: Annotated[
+        Method, typer.Option(help="dense (serving) or patch (reference)")
+    ] = Method.DENSE,
 ) -> None:
     """Segment MS lesions in preprocessed NIfTI images; outputs keep the input's grid."""
-    from mslesion.services.segmentation.cascade import Method
     from mslesion.services.segmentation.infer import (
         load_inputs,
         segment_volumes,
@@ -60,7 +113,7 @@ def infer(
     cascade = _model(model, provider)
     given = {"flair": flair, "t1": t1, "t2": t2}
     volumes = load_inputs({k: v for k, v in given.items() if v is not None}, cascade)
-    seg = segment_volumes(volumes, cascade, Method(method))
+    seg = segment_volumes(volumes, cascade, method)
     write_segmentation(seg, out, prob)
     summary = {
         "model": f"{cascade.manifest.name} {cascade.manifest.version}",
@@ -115,12 +168,11 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics as JSON")] = None,
 ) -> None:
     """Dice, lesion-wise TPR/precision/F1, volume difference and correlation."""
-    from mslesion.devtools.metrics import evaluate_files, format_table
+    from mslesion.devtools.evaluation_io import evaluate_files
+    from mslesion.devtools.report_table import format_table
 
     if len(pred) != len(truth):
-        raise MSLesionError(
-            f"{len(pred)} --pred but {len(truth)} --truth: give one of each per case"
-        )
+        raise InputError(f"{len(pred)} --pred but {len(truth)} --truth: give one of each per case")
     summary = evaluate_files(list(zip(pred, truth, strict=True)))
     typer.echo(format_table(summary))
     if json_out is not None:
@@ -153,7 +205,8 @@ def train(
         float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
     ] = 0.0,
     lesion_bank: Annotated[
-        Path | None, typer.Option(help="lesion bank .npz (see docs/MODEL_CARD)")
+        Path | None,
+        typer.Option(help="lesion bank .npz (see models/shipped/flair_t1/MODEL_CARD.md)"),
     ] = None,
     t_bin: float = 0.5,
     l_min: int = 10,
@@ -214,6 +267,8 @@ def lesion_bank_cmd(
     """Harvest real lesion shapes for lesion-synthesis augmentation (``train --lesion-bank``)."""
     from mslesion.models.training.lesion_bank import build_lesion_bank
 
+    if not masks_dir.is_dir():
+        raise InputError(f"{masks_dir} is not a folder (one sub-folder per patient expected)")
     bank = build_lesion_bank(masks_dir, exclude=frozenset(e for e in exclude.split(",") if e))
     bank.save(out)
     typer.echo(f"{len(bank)} lesions from {len(set(bank.patient_of))} patients -> {out}")
@@ -259,12 +314,15 @@ def phantom(
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("demo-out"),
 ) -> None:
     """The whole node on this machine: a synthetic study goes in by C-STORE, SEG/SR/report
     come out through the authorised HTTP API (embedded SQLite, in-process worker)."""
     from mslesion.demo import run_demo
 
+    if not (ctx.obj or {}).get("verbose"):
+        log.setLevel(logging.WARNING)  # the demo tells each stage and the result itself
     run_demo(get_settings(), out, echo=typer.echo)
 
 
@@ -277,44 +335,29 @@ app.add_typer(keys_app, name="keys")
 @app.command()
 def migrate() -> None:
     """Bring the database schema to the newest revision (Alembic)."""
-    from mslesion.services.store.database import Database
-
-    settings = get_settings()
-    Database(settings.resolved_database_url()).migrate()
+    _database().migrate()
     typer.echo("database schema is up to date")
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="who holds the key (shown in the audit trail)")],
-    role: Annotated[str, typer.Option(help="uploader, reader or admin")] = "reader",
+    role: Annotated[Role, typer.Option(help="what the key may do")] = Role.READER,
 ) -> None:
     """Create an API key; only its hash is stored, so the key is printed once, here."""
-    from mslesion.services.store.database import Database
-    from mslesion.services.store.enums import Role
     from mslesion.services.store.repositories import keys
 
-    try:
-        chosen = Role(role)
-    except ValueError as exc:
-        raise InputError(f"role must be one of {[r.value for r in Role]}, got {role!r}") from exc
-    db = Database(get_settings().resolved_database_url())
-    try:
-        with db.session() as session:
-            key = keys.create_key(session, name, chosen)
-    except IntegrityError as exc:
-        raise InputError(f"a key named {name!r} exists already") from exc
+    with _database().session() as session:
+        key = keys.create_key(session, name, role)
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (names, roles, creation and revocation; never the keys)."""
-    from mslesion.services.store.database import Database
     from mslesion.services.store.repositories import keys
 
-    db = Database(get_settings().resolved_database_url())
-    with db.session() as session:
+    with _database().session() as session:
         for row in keys.list_keys(session):
             state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
             typer.echo(f"{row.name}\t{row.role.value}\t{row.created_at:%Y-%m-%d}\t{state}")
@@ -323,11 +366,9 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="name of the key")]) -> None:
     """Revoke an API key at once."""
-    from mslesion.services.store.database import Database
     from mslesion.services.store.repositories import keys
 
-    db = Database(get_settings().resolved_database_url())
-    with db.session() as session:
+    with _database().session() as session:
         if not keys.revoke(session, name):
             raise InputError(f"no key named {name!r}")
     typer.echo(f"revoked {name}")
@@ -370,7 +411,9 @@ def listener() -> None:
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="jobs at once (1 per GPU)")] = 1,
-    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Celery log level (default: WARNING, INFO with -v)")
+    ] = None,
 ) -> None:
     """A Celery worker: runs jobs and forwards results (needs MSLESION_BROKER_URL)."""
     from mslesion.node import celery_dispatcher
@@ -378,8 +421,10 @@ def worker(
 
     settings = get_settings()
     celery_dispatcher(settings)  # fails clearly when no broker is configured
+    # Celery sets up logging itself: it gets the level configure_logging chose for it.
+    level = loglevel or logging.getLevelName(logging.getLogger("celery").getEffectiveLevel())
     create_celery(settings).worker_main(
-        ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+        ["worker", f"--concurrency={concurrency}", f"--loglevel={level}", "--pool=prefork"]
     )
 
 
@@ -400,19 +445,12 @@ def _announce(node: object) -> None:
 
 
 def main() -> None:
-    """Entry point: domain errors become one readable line and exit status 2."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # httpx logs request URLs, which may carry a patient ID (lesion-load); highdicom's INFO
-    # lines are per-module chatter. Neither belongs in a node's log.
-    for chatty in ("httpx", "httpcore", "highdicom"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    """Entry point: a domain error becomes one ``error: ...`` line and its exit status."""
     try:
         app()
     except MSLesionError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

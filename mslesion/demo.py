@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pydicom
 from pynetdicom import AE
 
 from mslesion.node import Node, Parts
 from mslesion.services.config import Settings
 from mslesion.services.errors import MSLesionError
+from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
+from mslesion.services.segmentation.lesions import label_lesions
 
 DEMO_PATIENT = "DEMO0001"
 PHANTOM_SHAPE = (160, 192, 160)  # brain-sized, so template registration behaves as on MRI
@@ -67,8 +68,6 @@ def run_demo(base: Settings, out: Path, echo: Callable[[str], None]) -> None:
 
 
 def _write_study(out: Path) -> tuple[Path, tuple[int, float]]:
-    from scipy import ndimage
-
     from mslesion.devtools.dicom_writer import StudyInfo, write_study
     from mslesion.devtools.phantom import write_phantom_dataset
 
@@ -81,8 +80,8 @@ def _write_study(out: Path) -> tuple[Path, tuple[int, float]]:
 
     mask_img = sitk.ReadImage(str(subject / "lesion_mask.nii.gz"))
     mask = sitk.GetArrayFromImage(mask_img) > 0
-    count = int(ndimage.label(mask, np.ones((3, 3, 3)))[1])
-    volume_ml = float(mask.sum() * np.prod(mask_img.GetSpacing()) / 1000.0)
+    count = label_lesions(mask)[1]
+    volume_ml = float(mask.sum()) * voxel_volume_ml_from_spacing(mask_img.GetSpacing())
     return out / "study", (count, volume_ml)
 
 

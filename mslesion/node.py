@@ -130,7 +130,9 @@ class Node:
             app,
             host=self.settings.http_host,
             port=self.settings.http_port,
-            log_level="warning",
+            # uvicorn's loggers follow the process's logging (WARNING; INFO with --verbose).
+            log_config=None,
+            log_level=None,
             access_log=False,  # request paths carry patient IDs (lesion-load): no access log
             **tls,
         )

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mslesion.devtools.metrics import evaluate_case, summarise
 from mslesion.models.training.cascade_train import CascadeTrainConfig
 from mslesion.models.training.dataset import load_dataset
 from mslesion.models.training.run import run_training
 from mslesion.models.training.trainer import TrainConfig
 from mslesion.services.config import Provider
+from mslesion.services.imaging.units import voxel_volume_ml_from_affine
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.inputs import prepare_stack
 from mslesion.services.segmentation.manifest import Thresholds
-from mslesion.devtools.metrics import evaluate_case, summarise
 from mslesion.services.segmentation.postprocess import binarise
 
 log = logging.getLogger("leave_one_out")
@@ -90,7 +91,7 @@ def main() -> None:
             )
         model = CascadeModel(folder, provider=Provider.CPU)
         out = model.predict(held.images)
-        voxel_ml = float(abs(np.linalg.det(held.affine[:3, :3]))) / 1000
+        voxel_ml = voxel_volume_ml_from_affine(held.affine)
         for t in T_BINS:
             mask = binarise(out.prob, t, 10)
             per_t[t].append(evaluate_case(mask, held.mask, voxel_ml, held.name))

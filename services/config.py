@@ -5,12 +5,16 @@ Nothing is read at import time: call :func:`get_settings` where settings are nee
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mslesion.services.errors import ConfigError
 
 # The installed `mslesion` package folder (not resolved: in a checkout mslesion/services links
 # to services/, and the package's own view of its files is what a wheel has too).
@@ -20,6 +24,18 @@ MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 # A source checkout: the folder that holds pyproject.toml (for the default shared-data path).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_NAME = "flair_t1"
+
+JOB_SOFT_TIME_LIMIT_S = 1800
+"""A job still running after this long gets SoftTimeLimitExceeded (then retried/failed).
+A real study takes well under a minute on CPU, so only a hung run reaches it."""
+JOB_TIME_LIMIT_S = JOB_SOFT_TIME_LIMIT_S + 300
+"""Hard limit: the worker process is killed (the message is redelivered). ``job_lease_s``
+must exceed it (a validator of :class:`Settings` enforces this)."""
+
+# PS3.5 9.1: dot-separated numbers without leading zeros; a root ends with its dot and leaves
+# at least 10 of the 64 characters to the generated suffix (pydicom's generate_uid).
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.$")
+UID_ROOT_MAX_LENGTH = 54
 
 
 class Provider(StrEnum):
@@ -54,7 +70,8 @@ class Settings(BaseSettings):
     )
     uid_root: str = Field(
         default="1.2.826.0.1.3680043.8.498.",  # pydicom's root: sites set their own
-        description="DICOM UID root for the SEG/SR this node creates (end with a dot).",
+        description="DICOM UID root for the SEG/SR this node creates: dot-separated numbers "
+        f"without leading zeros, ending with a dot, at most {UID_ROOT_MAX_LENGTH} characters.",
     )
     manufacturer: str = Field(default="mslesion project", description="(0008,0070) of outputs")
     manufacturer_model_name: str = Field(default="mslesion", description="(0008,1090) of outputs")
@@ -97,8 +114,8 @@ class Settings(BaseSettings):
         gt=0,
         description="A job still 'running' this long after it started is presumed lost (its "
         "worker died without the message coming back) and is offered again. Must exceed the "
-        "worker's hard time limit (worker/celery_app.py JOB_TIME_LIMIT_S, 2100 s), so that no "
-        "job still running is ever started twice.",
+        f"worker's hard time limit (JOB_TIME_LIMIT_S, {JOB_TIME_LIMIT_S} s), so that no job "
+        "still running is ever started twice.",
     )
     # --- DICOM listener ------------------------------------------------------------------------
     ae_title: str = Field(default="MSLESION", max_length=16, description="The node's AE title.")
@@ -139,15 +156,15 @@ class Settings(BaseSettings):
         default=2 * 1024**3, ge=1, description="Largest STOW-RS or zip upload body (bytes)."
     )
     max_zip_members: int = Field(
-        default=100_000, ge=1, description="Most members a zip upload may have."
+        default=100_000, ge=1, description="Most members a zip (upload or study archive) may have."
     )
     max_zip_expanded_bytes: int = Field(
         default=4 * 1024**3,
         ge=1,
-        description="Most bytes a zip upload may expand to (all members; zip-bomb limit).",
+        description="Most bytes a zip (upload or study archive) may expand to (zip-bomb limit).",
     )
     max_zip_member_bytes: int = Field(
-        default=2 * 1024**3, ge=1, description="Most bytes one zip upload member may expand to."
+        default=2 * 1024**3, ge=1, description="Most bytes one zip member may expand to."
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list). Empty: closed."
@@ -182,6 +199,27 @@ class Settings(BaseSettings):
         default="MSLESION", max_length=16, description="Calling AE title used when forwarding."
     )
 
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root_is_a_root(cls, value: str) -> str:
+        if len(value) > UID_ROOT_MAX_LENGTH or not _UID_ROOT.fullmatch(value):
+            raise ValueError(
+                f"uid_root {value!r} is not a UID root: dot-separated numbers without leading "
+                f"zeros, ending with a dot, at most {UID_ROOT_MAX_LENGTH} characters "
+                "(e.g. '1.2.826.0.1.3680043.8.498.')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_hard_time_limit(self) -> Self:
+        if self.job_lease_s <= JOB_TIME_LIMIT_S:
+            raise ValueError(
+                f"job_lease_s (MSLESION_JOB_LEASE_S, {self.job_lease_s:g} s) must exceed the "
+                f"worker's hard time limit ({JOB_TIME_LIMIT_S} s): with a shorter lease a job "
+                "still running would be presumed lost and started a second time"
+            )
+        return self
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under data_dir."""
         if self.database_url:
@@ -201,5 +239,22 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read from the environment on first call."""
-    return Settings()
+    """Return the process-wide settings, read from the environment on first call.
+
+    Raises :class:`ConfigError` naming each setting that breaks a rule (never its value:
+    some are secrets).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid_settings(exc)) from exc
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line for an invalid environment: each offending variable and its rule."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        name = ".".join(str(part) for part in error["loc"])
+        problems.append(f"MSLESION_{name.upper()}: {message}" if name else message)
+    return "invalid settings: " + "; ".join(problems)

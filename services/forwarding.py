@@ -49,6 +49,8 @@ _UNCOMPRESSED = (
 class ForwardError(MSLesionError):
     """A delivery failed; ``str(error)`` is the readable reason kept as the forward's error."""
 
+    http_status = 502  # a destination the node forwards to failed
+
 
 class DestinationError(MSLesionError, ValueError):
     """A configured destination string is not a valid destination."""

@@ -17,14 +17,10 @@ from pathlib import Path
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    EnhancedMRImageStorage,
-    LegacyConvertedEnhancedMRImageStorage,
-    MRImageStorage,
-)
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy.exc import SQLAlchemyError
 
+from mslesion.services.dicom.sop import SUPPORTED_SOP_CLASSES
 from mslesion.services.errors import InputError, MSLesionError
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import Source
@@ -39,12 +35,6 @@ from mslesion.services.store.repositories import studies
 from mslesion.services.store.repositories.studies import InstanceRecord
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_SOP_CLASSES = (
-    MRImageStorage,
-    EnhancedMRImageStorage,
-    LegacyConvertedEnhancedMRImageStorage,
-)
 
 
 class DicomStatus(IntEnum):

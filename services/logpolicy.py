@@ -7,7 +7,7 @@ Third-party libraries that would print patient data at DEBUG or INFO are pinned 
 - httpx/httpcore print request URLs, and lesion-load URLs carry a patient ID;
 - pynetdicom prints C-FIND/C-MOVE identifiers unless told not to (its per-PDU and C-STORE
   debug lines carry UIDs and AE titles only, and stay available for troubleshooting);
-- uvicorn's access log (off in services/node.py) would print paths with patient IDs: should a
+- uvicorn's access log (off in mslesion/node.py) would print paths with patient IDs: should a
   logging configuration turn it back on, a filter replaces the patient ID and query string.
 """
 

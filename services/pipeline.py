@@ -25,8 +25,10 @@ from pydicom.dataset import Dataset
 from mslesion.services.config import Settings
 from mslesion.services.dicom.reader import SeriesVolume, read_source_datasets, read_study
 from mslesion.services.dicom.selection import select_series
+from mslesion.services.dicom.zipguard import ZipLimits
 from mslesion.services.errors import InputError
 from mslesion.services.imaging.preprocess import preprocess
+from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.reporting.json_report import (
     SeriesUsed,
     StudyReport,
@@ -97,10 +99,6 @@ def binarise_native(prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: f
     return binarise(prob, t_bin, max(1, math.ceil(l_min_ml / voxel_ml - 1e-9)))
 
 
-def _voxel_ml(image: sitk.Image) -> float:
-    return float(np.prod(image.GetSpacing())) / 1000.0
-
-
 def _write_log(
     path: Path, decisions: list[str], timings: dict[str, float], extra: list[str]
 ) -> None:
@@ -127,7 +125,7 @@ def segment_study(
     manifest = model.manifest
     roles = [m.lower() for m in manifest.modalities]
     with timer.stage("read"):
-        study = read_study(source)
+        study = read_study(source, zip_limits=ZipLimits.from_settings(settings))
     with timer.stage("select"):
         selection = select_series(study, required=tuple(roles))
         for line in selection.decisions:
@@ -147,7 +145,7 @@ def segment_study(
         # The model fires on bright cortex and cerebellum of clinical 2D FLAIR: only white
         # matter (with a margin for juxtacortical and periventricular lesions) is scored.
         roi = white_matter_roi(pre.wm_prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
-        out = model.predict({r: pre.images[r] for r in roles}, restrict=roi)
+        out = model.predict({r: pre.images[r] for r in roles}, restrict=roi, wm_prior=pre.wm_prior)
         prior_line = (
             f"candidate region: {describe_prior()} "
             f"({float((roi & pre.brain).sum()) / max(int(pre.brain.sum()), 1):.0%} of the brain)"
@@ -156,8 +154,8 @@ def segment_study(
     with timer.stage("postprocess"):
         prob_native = _array(pre.to_native(out.prob, "linear")).astype(np.float32)
         th = manifest.thresholds
-        model_voxel_ml = float(np.prod(manifest.spacing_mm)) / 1000.0
-        voxel_ml = _voxel_ml(flair.image)
+        model_voxel_ml = voxel_volume_ml_from_spacing(manifest.spacing_mm)
+        voxel_ml = voxel_volume_ml_from_spacing(flair.image.GetSpacing())
         mask = binarise_native(prob_native, th.t_bin, th.l_min * model_voxel_ml, voxel_ml)
         brain_ml = float(_array(pre.brain_native()).astype(bool).sum()) * voxel_ml
     with timer.stage("outputs"):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mslesion.services.config import Settings
-from mslesion.services.errors import MSLesionError
+from mslesion.services.errors import ConfigError
 
 
-class TLSConfigError(MSLesionError):
+class TLSConfigError(ConfigError):
     """The TLS settings are incomplete or name files that cannot be used."""
 
 

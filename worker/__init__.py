@@ -1,1 +1,1 @@
-"""Celery workers — built by the PACS-node issue."""
+"""Workers: the job runner, its Celery app and tasks, and the dispatchers that feed it."""

@@ -1,17 +1,20 @@
 """The Celery application of the worker.
 
 Nothing is read at import time. :func:`create_celery` builds an app from explicit settings
-(tests, the gateway's :class:`~worker.dispatch.CeleryDispatcher`, ``mslesion worker``). For
-``celery -A worker.celery_app worker`` the module attribute ``app`` is made on first access
-(PEP 562 module ``__getattr__``) from :func:`services.config.get_settings` — the Celery CLI is
-an entry point, and looking the attribute up is exactly what it does. This keeps a plain
-``import worker.celery_app`` free of environment reads while still giving the CLI an ``app``,
+(tests, the gateway's :class:`~mslesion.worker.dispatch.CeleryDispatcher`, ``mslesion
+worker``). For ``celery -A mslesion.worker.celery_app worker`` the module attribute ``app`` is
+made on first access (PEP 562 module ``__getattr__``) from
+:func:`mslesion.services.config.get_settings` — the Celery CLI is an entry point, and looking
+the attribute up is exactly what it does. This keeps a plain ``import
+mslesion.worker.celery_app`` free of environment reads while still giving the CLI an ``app``,
 without Celery loader hooks whose timing is hard to follow.
 
 Deployment: one worker container per GPU, each with its own ``MSLESION_CUDA_DEVICE_ID`` (or
 ``CUDA_VISIBLE_DEVICES``) and ``--concurrency 1``: a worker process holds one set of ONNX
-Runtime sessions for its whole life (see :mod:`worker.tasks`), so one process per GPU keeps
-exactly one copy of the model in each GPU's memory. CPU workers may run several processes.
+Runtime sessions for its whole life (see :mod:`mslesion.worker.tasks`), so one process per
+GPU keeps exactly one copy of the model in each GPU's memory. CPU workers may run several
+processes. The job time limits (``JOB_SOFT_TIME_LIMIT_S``, ``JOB_TIME_LIMIT_S``) live in
+:mod:`mslesion.services.config`, beside the ``job_lease_s`` that must outlast them.
 """
 
 from __future__ import annotations
@@ -21,19 +24,13 @@ from typing import Any
 
 from celery import Celery
 
-from mslesion.services.config import Settings, get_settings
+from mslesion.services.config import JOB_TIME_LIMIT_S, Settings, get_settings
 from mslesion.services.errors import MSLesionError
 from mslesion.services.forwarding import parse_destinations
 from mslesion.worker.policy import longest_retry_delay
 
 RUN_JOB_TASK = "mslesion.run_job"
 FORWARD_TASK = "mslesion.forward_results"
-
-JOB_SOFT_TIME_LIMIT_S = 1800
-"""A job still running after this long gets SoftTimeLimitExceeded (then retried/failed).
-A real study takes well under a minute on CPU, so only a hung run reaches it."""
-JOB_TIME_LIMIT_S = JOB_SOFT_TIME_LIMIT_S + 300
-"""Hard limit: the worker process is killed (the message is redelivered, see attempts)."""
 
 
 class NodeCelery(Celery):
@@ -85,7 +82,8 @@ def _entry_point_app() -> NodeCelery:
 
 
 def __getattr__(name: str) -> Any:
-    """``app``, made from the environment on first access (``celery -A worker.celery_app``)."""
+    """``app``, made from the environment on first access (``celery -A
+    mslesion.worker.celery_app``)."""
     if name == "app":
         return _entry_point_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,17 +15,11 @@ from typing import Any
 from celery import Celery, Task, current_app, shared_task
 from celery.signals import worker_init, worker_process_init
 
-from mslesion.services.config import Settings
+from mslesion.services.config import JOB_SOFT_TIME_LIMIT_S, JOB_TIME_LIMIT_S, Settings
 from mslesion.services.logpolicy import apply_log_policy
 from mslesion.services.store.database import Database
 from mslesion.worker import policy
-from mslesion.worker.celery_app import (
-    FORWARD_TASK,
-    JOB_SOFT_TIME_LIMIT_S,
-    JOB_TIME_LIMIT_S,
-    RUN_JOB_TASK,
-    NodeCelery,
-)
+from mslesion.worker.celery_app import FORWARD_TASK, RUN_JOB_TASK, NodeCelery
 from mslesion.worker.runner import ForwardOutcome, JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
@@ -38,7 +32,9 @@ _runner_lock = threading.Lock()
 def node_settings(app: Celery) -> Settings:
     """The settings the app was created with."""
     if not isinstance(app, NodeCelery):
-        raise RuntimeError("mslesion tasks run only under worker.celery_app.create_celery()")
+        raise RuntimeError(
+            "mslesion tasks run only under mslesion.worker.celery_app.create_celery()"
+        )
     return app.node_settings
 
 

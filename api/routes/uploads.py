@@ -1,18 +1,17 @@
 """``POST /api/v1/uploads``: a zip of a DICOM study, for scripts.
 
 The body is streamed to a temporary file under the data folder (size limit enforced while
-reading), the archive is checked against the zip limits of the settings (members, expanded
-bytes: 413 for a possible zip bomb), an archive naming a member with an absolute path or a
-``..`` component is refused whole (400; members are never extracted by name, but such an
-archive is not what a scanner or PACS export makes), every member is read in memory and
-stored like a STOW-RS part, and each study that received new instances gets a job.
+reading), the archive passes the node's zip guard (:mod:`services.dicom.zipguard`, with the
+zip limits of the settings: 413 for a possible zip bomb, 400 for path traversal or encrypted
+members; members are never extracted by name, but such an archive is not what a scanner or
+PACS export makes), every member is read in memory and stored like a STOW-RS part, and each
+study that received new instances gets a job.
 """
 
 from __future__ import annotations
 
 import tempfile
 import zipfile
-from pathlib import PurePosixPath
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -24,7 +23,7 @@ from mslesion.api.ingesting import Outcome, complete_studies, ingest_bytes
 from mslesion.api.multipart import parse_content_type
 from mslesion.api.schemas import CreatedJob, FileFailure, UploadOut, errors
 from mslesion.services.config import Settings
-from mslesion.services.dicom.reader import ZipLimits
+from mslesion.services.dicom.zipguard import ZipLimits, ZipRefusedError, check_archive
 from mslesion.services.ingest import DicomStatus
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import Role, Source
@@ -89,18 +88,14 @@ def _too_large(limit: int) -> HTTPException:
 def _ingest_zip(
     db: Database, settings: Settings, spooled: IO[bytes]
 ) -> tuple[list[str], list[Outcome]]:
-    limits = ZipLimits(
-        max_members=settings.max_zip_members,
-        max_total_bytes=settings.max_zip_expanded_bytes,
-        max_member_bytes=settings.max_zip_member_bytes,
-    )
+    limits = ZipLimits.from_settings(settings)
     try:
         archive = zipfile.ZipFile(spooled)
     except zipfile.BadZipFile as exc:
         raise HTTPException(400, f"the body is not a readable zip archive ({exc})") from exc
     with archive:
+        _check_archive(archive, limits)
         members = [info for info in archive.infolist() if not info.is_dir()]
-        _check_limits(members, limits)
         names, outcomes = [], []
         for info in members:
             names.append(info.filename)
@@ -108,37 +103,12 @@ def _ingest_zip(
     return names, outcomes
 
 
-def _check_limits(members: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
-    if len(members) > limits.max_members:
-        raise HTTPException(
-            413, f"the zip has {len(members)} members, more than the limit of {limits.max_members}"
-        )
-    unsafe = [info.filename for info in members if _unsafe_name(info.filename)]
-    if unsafe:
-        raise HTTPException(
-            400,
-            "the zip has member(s) with an absolute path or a '..' component (path traversal), "
-            f"archive refused: {', '.join(repr(n) for n in unsafe[:5])}",
-        )
-    if any(info.flag_bits & 0x1 for info in members):
-        raise HTTPException(400, "the zip has encrypted members: send it without a password")
-    total = sum(info.file_size for info in members)
-    if total > limits.max_total_bytes or any(
-        info.file_size > limits.max_member_bytes for info in members
-    ):
-        raise HTTPException(
-            413,
-            f"the zip expands to {total} bytes (limits: {limits.max_total_bytes} in all, "
-            f"{limits.max_member_bytes} per member): refused as a possible zip bomb",
-        )
-
-
-def _unsafe_name(name: str) -> bool:
-    """An absolute path, a drive letter or a '..' component (the rule of
-    services.dicom.reader, which refuses the same archives)."""
-    normalised = name.replace("\\", "/")
-    has_drive = len(normalised) > 1 and normalised[1] == ":"
-    return normalised.startswith("/") or has_drive or ".." in PurePosixPath(normalised).parts
+def _check_archive(archive: zipfile.ZipFile, limits: ZipLimits) -> None:
+    """The zip guard's refusal as an HTTP error: 413 for a possible zip bomb, else 400."""
+    try:
+        check_archive(archive.infolist(), limits)
+    except ZipRefusedError as exc:
+        raise HTTPException(413 if exc.oversized else 400, exc.problem) from exc
 
 
 def _ingest_member(

@@ -17,7 +17,7 @@ from mslesion.models.training.torch_session import dense_session
 from mslesion.models.training.trainer import TrainConfig, TrainResult, train_net
 from mslesion.services.errors import InputError
 from mslesion.services.segmentation.dense import dense_predict
-from mslesion.services.segmentation.inputs import candidate_mask
+from mslesion.services.segmentation.inputs import ContextChannel, Standardisation, candidate_mask
 from mslesion.services.segmentation.manifest import NetRole, load_manifest
 from mslesion.services.segmentation.patchwise import extract_patches, patch_view
 
@@ -37,6 +37,9 @@ class CascadeTrainConfig:
     lesions_per_copy: int = 25
     lesion_bank: Path | None = None
     clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
+    contrast_gamma: float = 0.0  # max |log gamma| of the contrast change of synthetic copies
+    standardisation: Standardisation = Standardisation.ZSCORE
+    context: tuple[ContextChannel, ...] = ()
     init: Path | None = None  # fine-tune this model folder's dense layers
     tile: int = 40
 
@@ -70,6 +73,7 @@ def _synthetic_copies(
     if config.lesion_bank is None:
         raise InputError("synthetic copies need a lesion bank (--lesion-bank)")
     from mslesion.models.training.acquisition import simulate_clinical
+    from mslesion.models.training.contrast import random_contrast
     from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
@@ -82,7 +86,11 @@ def _synthetic_copies(
             )
             if config.clinical_simulation > 0:
                 images = simulate_clinical(images, brain, rng, config.clinical_simulation)
-            copies.append(Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing))
+            if config.contrast_gamma > 0:
+                images = random_contrast(images, brain, s.wm_prior, rng, config.contrast_gamma)
+            copies.append(
+                Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing, s.wm_prior)
+            )
     return copies
 
 
@@ -90,7 +98,7 @@ def prepare_sets(subjects: list[Subject], config: CascadeTrainConfig) -> list[Tr
     """Normalise each subject exactly as serving does and find its candidate voxels."""
     sets = []
     for s in subjects:
-        stack, brain = s.normalised(config.modalities)
+        stack, brain = s.normalised(config.modalities, config.standardisation, config.context)
         cand = candidate_mask(stack, brain, config.candidate_flair_z)
         sets.append(TrainingSet(s.name, stack, brain, s.mask & brain, cand))
     return sets
@@ -110,12 +118,21 @@ def _initial_net(config: CascadeTrainConfig, role: NetRole) -> CascadeNet:
     # Seed here too: initial weights must not depend on what consumed torch's RNG before.
     torch.manual_seed(config.train.seed + (1 if role is NetRole.NET1_DENSE else 2))
     if config.init is None:
-        return CascadeNet(len(config.modalities))
+        return CascadeNet(len(config.modalities) + len(config.context))
     manifest = load_manifest(config.init, verify=True)
     if [m.lower() for m in manifest.modalities] != [m.lower() for m in config.modalities]:
         raise InputError(
             f"--init model takes modalities {manifest.modalities}, "
             f"but training asks for {config.modalities}"
+        )
+    if (manifest.normalisation.method, tuple(manifest.context)) != (
+        config.standardisation,
+        config.context,
+    ):
+        raise InputError(
+            f"--init model uses {manifest.normalisation.method.value} standardisation and "
+            f"context {[c.value for c in manifest.context]}; training asks for "
+            f"{config.standardisation.value} and {[c.value for c in config.context]}"
         )
     net = load_net_from_onnx(manifest.file_path(config.init, role))
     net.freeze_features()

@@ -9,7 +9,7 @@ import numpy as np
 
 from mslesion.services.errors import InputError
 from mslesion.services.imaging.nifti import Volume, check_same_grid, load_volume
-from mslesion.services.segmentation.inputs import prepare_stack
+from mslesion.services.segmentation.inputs import ContextChannel, Standardisation, prepare_stack
 
 # File stems accepted per modality (case-insensitive, .nii or .nii.gz).
 MODALITY_STEMS: dict[str, tuple[str, ...]] = {
@@ -18,6 +18,7 @@ MODALITY_STEMS: dict[str, tuple[str, ...]] = {
     "t2": ("t2", "t2w"),
 }
 MASK_STEMS = ("lesion_mask", "mask", "consensus_gt", "lesions")
+WM_PRIOR_STEMS = ("wm_prior",)  # written by `mslesion prepare`
 SPACING_TOL_MM = 1e-3
 
 
@@ -30,10 +31,22 @@ class Subject:
     mask: np.ndarray
     affine: np.ndarray
     spacing: tuple[float, float, float]
+    wm_prior: np.ndarray | None = None  # registered template white matter, when prepared
 
-    def normalised(self, modalities: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(C, X, Y, Z) z-scored stack and brain mask, exactly as serving prepares them."""
-        return prepare_stack(self.images, modalities)
+    def normalised(
+        self,
+        modalities: list[str],
+        standardisation: Standardisation = Standardisation.ZSCORE,
+        context: tuple[ContextChannel, ...] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(C, X, Y, Z) model input and brain mask, exactly as serving prepares them."""
+        return prepare_stack(
+            self.images,
+            modalities,
+            standardisation=standardisation,
+            wm_prior=self.wm_prior,
+            context=context,
+        )
 
 
 def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
@@ -53,6 +66,7 @@ def load_subject(folder: Path, modalities: list[str]) -> Subject:
     wanted = {m: MODALITY_STEMS.get(m, (m,)) for m in modalities}
     files: dict[str, Path | None] = {m: _find(folder, stems) for m, stems in wanted.items()}
     files["mask"] = _find(folder, MASK_STEMS)
+    prior_file = _find(folder, WM_PRIOR_STEMS)
     missing = [k for k, v in files.items() if v is None]
     if missing:
         present = sorted(p.name for p in folder.iterdir())
@@ -62,11 +76,14 @@ def load_subject(folder: Path, modalities: list[str]) -> Subject:
             f"found {', '.join(present) or 'nothing'})"
         )
     volumes: dict[str, Volume] = {k: load_volume(v) for k, v in files.items() if v is not None}
+    if prior_file is not None:
+        volumes["wm_prior"] = load_volume(prior_file)
     try:
         check_same_grid(volumes)
     except InputError as exc:
         raise InputError(f"{folder.name}: {exc}") from exc
     mask = volumes.pop("mask").data > 0
+    prior = volumes.pop("wm_prior").data if "wm_prior" in volumes else None
     if not mask.any():
         raise InputError(f"{folder.name}: the lesion mask is empty (nothing to learn from)")
     ref = volumes[modalities[0]]
@@ -76,6 +93,7 @@ def load_subject(folder: Path, modalities: list[str]) -> Subject:
         mask=mask,
         affine=ref.affine,
         spacing=ref.spacing,
+        wm_prior=prior,
     )
 
 
@@ -90,6 +108,13 @@ def load_dataset(
         folders = [f for f in folders if f.name in only]
     if not folders:
         raise InputError(f"{data_dir}: no subject folders (one folder per subject expected)")
+    return load_subjects(folders, modalities)
+
+
+def load_subjects(folders: list[Path], modalities: list[str]) -> list[Subject]:
+    """The given subject folders (any parent); all must share one voxel spacing."""
+    if not folders:
+        raise InputError("no subject folders given")
     subjects = [load_subject(f, modalities) for f in folders]
     ref = subjects[0]
     for s in subjects[1:]:

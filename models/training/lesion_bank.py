@@ -17,7 +17,9 @@ Conventions
   another brain's bounding box is a crude but registration-free way to keep lesions in
   anatomically plausible places (periventricular, juxtacortical, infratentorial ...).
 
-Only numpy, scipy and nibabel are used so that the bank can be built without torch.
+Only numpy, scipy, nibabel and the serving engine's lesion definition
+(:mod:`mslesion.services.segmentation.lesions`) are used so that the bank can be built
+without torch.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from nibabel.orientations import (
     ornt_transform,
 )
 from scipy import ndimage
+
+from mslesion.services.segmentation.lesions import label_lesions
 
 __all__ = [
     "BANK_AXCODES",
@@ -76,10 +80,9 @@ DEFAULT_CONTRAST: Final[Mapping[str, tuple[float, float]]] = MappingProxyType(
 )
 
 _FORMAT_VERSION: Final[int] = 1
-# Full 26-connectivity: diagonal neighbours belong to the same lesion, as in the
-# lesion-wise metrics of the MS segmentation literature.
-_CONN26: Final[np.ndarray] = np.ones((3, 3, 3), dtype=bool)
+# Erosion elements (geometry, not the lesion definition): 6- and 26-neighbourhoods.
 _CROSS: Final[np.ndarray] = ndimage.generate_binary_structure(3, 1)
+_CUBE: Final[np.ndarray] = ndimage.generate_binary_structure(3, 3)
 # RAS world -> LAS world (only x changes sign).
 _RAS_TO_LAS: Final[np.ndarray] = np.diag([-1.0, 1.0, 1.0])
 
@@ -288,7 +291,8 @@ def _patient_lesions(
     if resampled is None:
         return [], []
     iso, q0 = resampled
-    labels, n = ndimage.label(iso, structure=_CONN26)
+    # One harvested shape per lesion, as the serving engine and the metrics count lesions.
+    labels, n = label_lesions(iso)
     shapes: list[np.ndarray] = []
     rels: list[np.ndarray] = []
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -399,7 +403,7 @@ def white_matter_proxy(
     if n_cross:
         eroded = ndimage.binary_erosion(eroded, _CROSS, iterations=n_cross, border_value=0)
     if n_cube:
-        eroded = ndimage.binary_erosion(eroded, _CONN26, iterations=n_cube, border_value=0)
+        eroded = ndimage.binary_erosion(eroded, _CUBE, iterations=n_cube, border_value=0)
     if "t1" in images:
         t1 = np.asarray(images["t1"])[sl]
         inside = t1[brain_b[sl]]

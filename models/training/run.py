@@ -10,8 +10,9 @@ from pathlib import Path
 
 from mslesion.models.package import export_model_folder
 from mslesion.models.training.cascade_train import CascadeTrainConfig, train_cascade
-from mslesion.models.training.dataset import load_dataset
-from mslesion.services.segmentation.manifest import Manifest, Thresholds
+from mslesion.models.training.dataset import Subject, load_dataset
+from mslesion.services.segmentation.inputs import Standardisation
+from mslesion.services.segmentation.manifest import Manifest, Normalisation, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,29 @@ def run_training(
 ) -> Manifest:
     """Train on every subject folder of ``data_dir`` (or ``subjects``) and export to ``out``."""
     data = load_dataset(data_dir, config.modalities, only=subjects)
+    return train_and_export(
+        data, str(data_dir), out, config, thresholds, name=name, version=version
+    )
+
+
+def train_and_export(
+    data: list[Subject],
+    data_description: str,
+    out: Path,
+    config: CascadeTrainConfig,
+    thresholds: Thresholds,
+    *,
+    name: str,
+    version: str,
+) -> Manifest:
+    """Train the cascade on loaded subjects and export the model folder to ``out``."""
     log.info("training on %d subjects: %s", len(data), ", ".join(s.name for s in data))
     result = train_cascade(data, config)
     train_cfg = asdict(config.train)
     train_cfg.pop("progress", None)
     training: dict[str, object] = {
         "command": " ".join(["mslesion", *sys.argv[1:]]) if sys.argv else "",
-        "data_dir": str(data_dir),
+        "data_dir": data_description,
         "seed": config.train.seed,
         "config": {
             **train_cfg,
@@ -44,6 +61,7 @@ def run_training(
             "synthetic_copies": config.synthetic_copies,
             "lesions_per_copy": config.lesions_per_copy,
             "clinical_simulation": config.clinical_simulation,
+            "contrast_gamma": config.contrast_gamma,
         },
         "python": platform.python_version(),
         **result.info,
@@ -60,4 +78,12 @@ def run_training(
             update={"candidate_flair_z": config.candidate_flair_z, "net1": config.net1_threshold}
         ),
         training=training,
+        normalisation=Normalisation(method=config.standardisation, region=_region(config)),
+        context=list(config.context),
     )
+
+
+def _region(config: CascadeTrainConfig) -> str:
+    if config.standardisation is Standardisation.WM_PEAK:
+        return "peak of the histogram inside template white matter (probability >= 0.9)"
+    return Normalisation().region

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mslesion.services.errors import InputError
+from mslesion.services.segmentation.lesions import LESION_CONNECTIVITY, label_lesions
 
 DEFAULT_SHAPE: Final[tuple[int, int, int]] = (96, 112, 96)
 """Default phantom grid, voxels (X, Y, Z); about half the MNI152 1 mm grid per axis."""
@@ -86,7 +87,6 @@ _Float32Array = npt.NDArray[np.float32]
 _UInt8Array = npt.NDArray[np.uint8]
 _BoolArray = npt.NDArray[np.bool_]
 _Float64Array = npt.NDArray[np.float64]
-_CONNECTIVITY_26: Final = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -447,7 +447,7 @@ def _draw_blob(
 
 
 def _largest_component(blob: _BoolArray) -> _BoolArray:
-    labels, count = ndimage.label(blob, structure=_CONNECTIVITY_26)
+    labels, count = label_lesions(blob)
     if count <= 1:
         return blob
     sizes = np.bincount(labels.ravel())
@@ -519,9 +519,9 @@ def _place_lesions(
                 continue
             blob = _largest_component(blob)
             occupied = lesion_ids[box] > 0
-            # A 26-neighbourhood dilation tests "touches another lesion" in 26-connectivity.
+            # Dilating by one lesion neighbourhood tests "would merge with another lesion".
             touches = bool(
-                (ndimage.binary_dilation(blob, structure=_CONNECTIVITY_26) & occupied).any()
+                (ndimage.binary_dilation(blob, structure=LESION_CONNECTIVITY) & occupied).any()
             )
             if not touches or attempt >= _SEPARATE_ATTEMPTS:
                 region = lesion_ids[box]

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mslesion.services.errors import InputError
+from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 
 PRIOR_THRESHOLD = 0.5  # on the linearly interpolated template mask
 BAND_MM = 3  # half-width of the band where intensity decides; > the affine's typical error
@@ -109,7 +110,7 @@ def _largest_component(mask: sitk.Image) -> sitk.Image:
 
 
 def _check_volume(mask: sitk.Image) -> None:
-    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml_from_spacing(mask.GetSpacing())
     volume = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * voxel_ml
     if volume < MIN_BRAIN_ML:
         raise InputError(

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from mslesion.services.errors import InputError
+from mslesion.services.imaging.units import voxel_volume_ml_from_affine
 
 AFFINE_ATOL = 1e-4
 
@@ -30,8 +31,8 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in millilitres, from the affine."""
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        """Volume of one voxel in millilitres, from the affine (see :mod:`.units`)."""
+        return voxel_volume_ml_from_affine(self.affine)
 
 
 def load_volume(path: Path, dtype: type = np.float32) -> Volume:

@@ -34,7 +34,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from mslesion.services.config import Settings
-from mslesion.services.ingest import SUPPORTED_SOP_CLASSES
+from mslesion.services.dicom.sop import SUPPORTED_SOP_CLASSES
 from mslesion.services.listener.handlers import handle_echo, handle_store
 from mslesion.services.store.database import Database
 from mslesion.services.tls import dicom_server_context

@@ -77,10 +77,15 @@ class CascadeModel:
 
     def _check_channels(self, role: NetRole, session: Any) -> None:
         channels = session.get_inputs()[0].shape[1]
-        if channels != len(self.manifest.modalities):
+        if channels != self.manifest.channels:
             raise ModelError(
                 f"{self.folder}: {role.value} takes {channels} channels but the manifest lists "
-                f"{len(self.manifest.modalities)} modalities {self.manifest.modalities}"
+                f"{self.manifest.channels}: modalities {self.manifest.modalities}"
+                + (
+                    f", context {[c.value for c in self.manifest.context]}"
+                    if self.manifest.context
+                    else ""
+                )
             )
 
     def _score(self, net: int, method: Method, stack: np.ndarray, roi: np.ndarray) -> np.ndarray:
@@ -144,14 +149,30 @@ class CascadeModel:
         method: Method = Method.DENSE,
         *,
         restrict: np.ndarray | None = None,
+        wm_prior: np.ndarray | None = None,
     ) -> CascadeOutput:
-        """Validate and normalise ``images`` (modality name → 3D array), then run the cascade.
+        """Validate and standardise ``images`` (modality name → 3D array), then run the cascade.
 
         ``restrict``: optional region outside which nothing is scored (see
-        :meth:`predict_stack`).
+        :meth:`predict_stack`). ``wm_prior``: the registered template white-matter probability
+        on the images' grid, required by models standardised on the white-matter peak or
+        taking it as a channel.
         """
-        stack, brain = prepare_stack(images, self.manifest.modalities)
+        stack, brain = self.prepare(images, wm_prior)
         return self.predict_stack(stack, brain, method, restrict=restrict)
+
+    def prepare(
+        self, images: Mapping[str, np.ndarray], wm_prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's input stack and brain mask, exactly as training built them."""
+        m = self.manifest
+        return prepare_stack(
+            images,
+            m.modalities,
+            standardisation=m.normalisation.method,
+            wm_prior=wm_prior,
+            context=m.context,
+        )
 
 
 def _restriction(restrict: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,14 +1,47 @@
-"""Validation and normalisation of a multi-modal input stack (identical in training and serving)."""
+"""Validation and standardisation of a multi-modal input stack (identical in training and serving).
+
+Two standardisations, named in each model's manifest:
+
+* ``zscore``: each image z-scored over the brain (models up to 1.1.0). Its scale depends on how
+  much of the brain is grey matter, CSF or lesion, and on the grey/white contrast of the site.
+* ``wm-peak``: each image divided by its normal-appearing white-matter peak, minus 1, so that
+  normal white matter is 0 on every scanner and a lesion 40 % brighter than white matter is 0.4
+  whatever the scanner's gain. The peak is the mode of the intensity histogram inside the
+  registered template's white matter (probability ≥ :data:`NAWM_PRIOR_MIN`): lesions are a
+  minority of those voxels in any MS brain, so they shift the mode far less than a mean.
+
+Context channels (``wm_prior``) give the nets, whose 11³ patch sees 1 cm, where in the brain a
+voxel lies: the template's white-matter probability, 0 outside the brain.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
 
 import numpy as np
+from scipy import ndimage
 
 from mslesion.services.errors import InputError
 
 MIN_BRAIN_VOXELS = 1000
+NAWM_PRIOR_MIN = 0.9  # template white-matter probability that makes a voxel surely white matter
+MIN_NAWM_VOXELS = 2000  # fewer is not enough to find a histogram peak
+_HIST_BINS = 256
+_HIST_SMOOTH_BINS = 2.0
+
+
+class Standardisation(StrEnum):
+    """How each modality's intensities are made comparable across scanners."""
+
+    ZSCORE = "zscore"
+    WM_PEAK = "wm-peak"
+
+
+class ContextChannel(StrEnum):
+    """Channels that are not images of the patient but where a voxel lies."""
+
+    WM_PRIOR = "wm_prior"
 
 
 def brain_mask(flair: np.ndarray) -> np.ndarray:
@@ -24,6 +57,38 @@ def zscore(image: np.ndarray, brain: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"{name} is constant inside the brain: cannot normalise")
     out = np.zeros(image.shape, dtype=np.float32)
     out[brain] = ((values - values.mean()) / std).astype(np.float32)
+    return out
+
+
+def white_matter_peak(image: np.ndarray, region: np.ndarray, name: str) -> float:
+    """Mode of ``image`` inside ``region`` (smoothed histogram between its 0.5th and 99.5th
+    percentiles); :class:`InputError` when the region is too small or the image flat there."""
+    values = image[region].astype(np.float64)
+    if values.size < MIN_NAWM_VOXELS:
+        raise InputError(
+            f"{name}: only {values.size} voxels of sure white matter found "
+            f"(at least {MIN_NAWM_VOXELS} needed to standardise intensities)"
+        )
+    low, high = np.percentile(values, [0.5, 99.5])
+    if not high > low:
+        raise InputError(f"{name} is constant inside the white matter: cannot standardise")
+    counts, edges = np.histogram(values, bins=_HIST_BINS, range=(low, high))
+    smooth = ndimage.gaussian_filter1d(counts.astype(np.float64), _HIST_SMOOTH_BINS)
+    i = int(np.argmax(smooth))
+    peak = float((edges[i] + edges[i + 1]) / 2)
+    if not peak > 0:
+        raise InputError(f"{name}: white-matter intensity peak is {peak:g}, not positive")
+    return peak
+
+
+def wm_peak_scale(
+    image: np.ndarray, brain: np.ndarray, wm_prior: np.ndarray, name: str
+) -> np.ndarray:
+    """``image / peak - 1`` over ``brain`` (0 = normal white matter); background exactly 0."""
+    region = brain & (wm_prior >= NAWM_PRIOR_MIN)
+    peak = white_matter_peak(image, region, name)
+    out = np.zeros(image.shape, dtype=np.float32)
+    out[brain] = (image[brain].astype(np.float64) / peak - 1.0).astype(np.float32)
     return out
 
 
@@ -56,19 +121,42 @@ def validate_images(images: Mapping[str, np.ndarray], modalities: list[str]) -> 
         )
 
 
-def prepare_stack(
-    images: Mapping[str, np.ndarray], modalities: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validate, then return the normalised (C, X, Y, Z) float32 stack and the brain mask.
+def _check_prior(wm_prior: np.ndarray | None, shape: tuple[int, ...], why: str) -> np.ndarray:
+    if wm_prior is None:
+        raise InputError(f"{why} needs the registered white-matter prior (none was given)")
+    prior = np.asarray(wm_prior, dtype=np.float32)
+    if prior.shape != shape:
+        raise InputError(f"the white-matter prior has shape {prior.shape}, the images {shape}")
+    return prior
 
-    ``images`` keys are modality names (case-insensitive); channel order follows ``modalities``.
+
+def prepare_stack(
+    images: Mapping[str, np.ndarray],
+    modalities: Sequence[str],
+    *,
+    standardisation: Standardisation = Standardisation.ZSCORE,
+    wm_prior: np.ndarray | None = None,
+    context: Sequence[ContextChannel] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate, then return the (C, X, Y, Z) float32 model input and the brain mask.
+
+    ``images`` keys are modality names (case-insensitive); channel order follows
+    ``modalities``, then ``context``. ``wm_prior`` (template white-matter probability on the
+    images' grid) is required by ``wm-peak`` and by the ``wm_prior`` context channel.
     """
     lowered = {k.lower(): v for k, v in images.items()}
-    validate_images(lowered, modalities)
+    validate_images(lowered, list(modalities))
     order = [m.lower() for m in modalities]
     brain = brain_mask(lowered[order[0]])
-    stack = np.stack([zscore(lowered[m], brain, m) for m in order])
-    return stack, brain
+    if standardisation is Standardisation.WM_PEAK:
+        prior = _check_prior(wm_prior, brain.shape, "wm-peak standardisation")
+        channels = [wm_peak_scale(lowered[m], brain, prior, m) for m in order]
+    else:
+        channels = [zscore(lowered[m], brain, m) for m in order]
+    for extra in context:
+        prior = _check_prior(wm_prior, brain.shape, f"the {extra.value} channel")
+        channels.append(np.where(brain, prior, 0).astype(np.float32))
+    return np.stack(channels), brain
 
 
 def candidate_mask(stack: np.ndarray, brain: np.ndarray, flair_z: float) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from mslesion.services.errors import ModelError
+from mslesion.services.segmentation.inputs import ContextChannel, Standardisation
 
 MANIFEST_NAME = "manifest.json"
 
@@ -33,16 +34,18 @@ class ModelFile(BaseModel):
 
 
 class Normalisation(BaseModel):
-    """How each modality is normalised before inference (identical to training)."""
+    """How each modality is standardised before inference (identical to training)."""
 
-    method: str = "zscore"
+    method: Standardisation = Standardisation.ZSCORE
     region: str = "brain: voxels != 0 in the FLAIR (skull-stripped input)"
 
 
 class Thresholds(BaseModel):
     """The cascade rule and post-processing constants."""
 
-    candidate_flair_z: float = Field(0.5, description="net 1 scores brain voxels above this")
+    candidate_flair_z: float = Field(
+        0.5, description="net 1 scores brain voxels whose standardised FLAIR exceeds this"
+    )
     net1: float = Field(0.5, description="net 2 re-scores voxels where net 1 exceeds this")
     t_bin: float = Field(0.5, ge=0.0, le=1.0, description="final probability threshold")
     l_min: int = Field(10, ge=0, description="components smaller than this (voxels) are removed")
@@ -58,11 +61,19 @@ class Manifest(BaseModel):
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     patch_size: int = 11
     normalisation: Normalisation = Normalisation()
+    context: list[ContextChannel] = Field(
+        default_factory=list, description="channels after the modalities (where a voxel lies)"
+    )
     thresholds: Thresholds = Thresholds()
     files: dict[NetRole, ModelFile]
     training: dict[str, object] = Field(default_factory=dict)
     metrics: dict[str, object] = Field(default_factory=dict)
     intended_use: str = "Research use only. Not a medical device."
+
+    @property
+    def channels(self) -> int:
+        """Input channels of each net: the modalities, then the context channels."""
+        return len(self.modalities) + len(self.context)
 
     def file_path(self, folder: Path, role: NetRole) -> Path:
         """Absolute path of one ONNX file; raise :class:`ModelError` if the manifest lacks it."""

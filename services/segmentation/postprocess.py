@@ -6,11 +6,12 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import ndimage
 
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+from mslesion.services.imaging.units import voxel_volume_ml_from_affine
+from mslesion.services.segmentation.lesions import label_lesions
 
 
 class Lesion(BaseModel):
-    """One connected lesion (26-connectivity)."""
+    """One lesion: a 26-connected component (:mod:`mslesion.services.segmentation.lesions`)."""
 
     label: int
     voxels: int
@@ -28,12 +29,6 @@ class LesionReport(BaseModel):
     lesions: list[Lesion]
 
 
-def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components of a binary mask."""
-    labels, n = ndimage.label(mask, structure=CONNECTIVITY_26)
-    return labels, int(n)
-
-
 def binarise(prob: np.ndarray, t_bin: float, l_min: int) -> np.ndarray:
     """Threshold at ``t_bin`` and drop components smaller than ``l_min`` voxels (uint8 0/1)."""
     mask = prob > t_bin
@@ -47,9 +42,13 @@ def binarise(prob: np.ndarray, t_bin: float, l_min: int) -> np.ndarray:
 
 
 def describe_lesions(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> LesionReport:
-    """Per-lesion volume (ml), centroid (voxel and world mm) and peak probability."""
-    labels, n = label_lesions(mask > 0)
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    """Per-lesion volume (ml), centroid (voxel and world mm) and peak probability.
+
+    Raises:
+        InputError: when ``affine`` is not 4x4 or gives voxels without volume.
+    """
+    labels, n = label_lesions(mask)
+    voxel_ml = voxel_volume_ml_from_affine(affine)
     if n == 0:
         return LesionReport(lesion_count=0, total_volume_ml=0.0, lesions=[])
     index = np.arange(1, n + 1)

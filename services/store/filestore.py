@@ -14,13 +14,15 @@ import re
 import tempfile
 from pathlib import Path
 
-from mslesion.services.errors import InputError
+from mslesion.services.errors import InputError, MSLesionError
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-class StorageFullError(OSError):
+class StorageFullError(MSLesionError, OSError):
     """The spool or results volume has no space left (ENOSPC/EDQUOT)."""
+
+    http_status = 507  # Insufficient Storage
 
 
 def check_uid(uid: str, what: str) -> str:

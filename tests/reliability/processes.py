@@ -1,7 +1,7 @@
 """Processes the fault tests kill: a private Redis server and Celery workers.
 
-Unlike tests/worker/peers.py's worker, these pass extra settings (short leases and requeue
-times) and run in their own process group, so a test can SIGKILL the pool process alone or
+Unlike tests/worker/peers.py's worker, these pass extra settings (short requeue times) and
+run in their own process group, so a test can SIGKILL the pool process alone or
 the whole worker at once.
 """
 
@@ -23,11 +23,15 @@ from tests.worker.peers import port_open, settings_env, wait_for
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment recreating ``settings`` in a child, reliability fields included."""
+    """The environment recreating ``settings`` in a child, reliability fields included.
+
+    The lease stays the default: a test's short lease serves its in-process reconciler, and a
+    worker's lease must outlast the hard time limit (Settings refuses a shorter one). A
+    worker takes over a killed worker's job by its dead pid, not by the lease.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSLESION_")}
     env |= settings_env(settings)
     env |= {
-        "MSLESION_JOB_LEASE_S": str(settings.job_lease_s),
         "MSLESION_REQUEUE_AFTER_S": str(settings.requeue_after_s),
         "PYTHONUNBUFFERED": "1",
     }

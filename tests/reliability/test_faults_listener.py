@@ -106,7 +106,14 @@ def _send_then_kill(port: int, files: list[Path], listener: Child, sent_before_k
     listener.process.send_signal(signal.SIGKILL)
     listener.process.wait(10)
     in_flight.join(60)
-    assert not assoc.is_established  # the sender saw the association die
+    # The sender's association thread notices the dead peer on its own schedule, after the
+    # C-STORE call returned: wait for that state change (bounded) as a sender would.
+    wait_for(
+        "the sender to see the association die",
+        lambda: True if not assoc.is_established else None,
+        timeout_s=10,
+        interval_s=0.05,
+    )
     return acknowledged
 
 

@@ -16,13 +16,12 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from mslesion.services.config import Settings
+from mslesion.services.config import JOB_TIME_LIMIT_S, Settings
 from mslesion.services.jobs import reconcile
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import JobState
 from mslesion.services.store.repositories import forwards, jobs, studies
 from mslesion.services.store.tables import Forward, Job, utcnow
-from mslesion.worker.celery_app import JOB_TIME_LIMIT_S
 from mslesion.worker.runner import JobRunner, RunOutcome
 from tests.services.listener.conftest import RecordingDispatcher
 from tests.worker.studies import ingest_folder, write_t1_only_study

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mslesion.services.config import REPO_ROOT, Settings
+from mslesion.services.config import JOB_TIME_LIMIT_S, REPO_ROOT, Settings
 from mslesion.services.errors import MSLesionError
 from mslesion.services.forwarding import DestinationError
 from mslesion.services.jobs import close_study_now, offer
@@ -18,7 +18,7 @@ from mslesion.services.store.database import Database
 from mslesion.services.store.enums import JobState
 from mslesion.services.store.repositories import jobs, studies
 from mslesion.services.store.tables import Job
-from mslesion.worker.celery_app import JOB_TIME_LIMIT_S, create_celery
+from mslesion.worker.celery_app import create_celery
 from mslesion.worker.dispatch import CeleryDispatcher, InProcessDispatcher
 from mslesion.worker.policy import longest_retry_delay
 from mslesion.worker.runner import JobRunner

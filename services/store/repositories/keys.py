@@ -7,8 +7,10 @@ import hmac
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mslesion.services.errors import ConflictError
 from mslesion.services.store.enums import Role
 from mslesion.services.store.tables import ApiKey, utcnow
 
@@ -26,10 +28,18 @@ def new_key() -> str:
 
 
 def create_key(session: Session, name: str, role: Role, plaintext: str | None = None) -> str:
-    """Store a key for ``name`` and return its plaintext (shown once, never stored)."""
+    """Store a key for ``name`` and return its plaintext (shown once, never stored).
+
+    Raises :class:`ConflictError` when a key of that name exists (revoked keys included).
+    """
+    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise ConflictError(f"a key named {name!r} exists already; choose another name")
     key = plaintext or new_key()
     session.add(ApiKey(name=name, role=role, key_hash=hash_key(key)))
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # created concurrently, or a reused plaintext
+        raise ConflictError(f"a key named {name!r} or with the same value exists already") from exc
     return key
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mslesion.services.errors import ConflictError
 from mslesion.services.store.enums import Source, StudyState
 from mslesion.services.store.tables import Instance, Study, utcnow
 
@@ -34,7 +35,7 @@ def instance_exists(session: Session, sop_instance_uid: str) -> bool:
     return found is not None
 
 
-class PatientConflictError(Exception):
+class PatientConflictError(ConflictError):
     """An instance names a study that belongs to another patient."""
 
 

@@ -17,11 +17,11 @@ from mslesion.models.training.lesion_bank import (
     paste_lesions,
     white_matter_proxy,
 )
+from mslesion.services.segmentation.lesions import label_lesions
 
 # Two patients keep the test fast: patient01 has a heavy load (~31 ml, >200 lesions, some
 # confluent), patient02 a light one (~1.4 ml). patient07 is listed to prove it is excluded.
 BANK_PATIENTS = ["patient01", "patient02", "patient07"]
-CONN26 = np.ones((3, 3, 3), dtype=bool)
 
 
 # --------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_real_bank_volumes_plausible(real_bank: LesionBank, masks_root: Path, pi
     voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
     # Labelling only the lesions' bounding box keeps this fast on the 512² x 192 grid.
     box = ndimage.find_objects(native.astype(np.int8))[0]
-    labels, _ = ndimage.label(native[box], structure=CONN26)
+    labels, _ = label_lesions(native[box])
     comp_mm3 = np.bincount(labels.ravel())[1:] * voxel_mm3
     # Bank voxels are 1 mm³, so the bank's size limits are limits in mm³.
     kept = comp_mm3[(comp_mm3 >= 3) & (comp_mm3 <= 20000)]
@@ -315,7 +315,7 @@ def test_paste_on_real_image(real_bank: LesionBank, patient07: dict[str, np.ndar
     added = new & ~old
     assert added.sum() > 0
     assert not np.any(added & ~brain)
-    assert ndimage.label(added, structure=CONN26)[1] >= 3
+    assert label_lesions(added)[1] >= 3
 
     flair_wm = _wm_median(flair, t1, brain)
     t1_wm = _wm_median(t1, t1, brain)

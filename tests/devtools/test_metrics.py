@@ -1,4 +1,5 @@
-"""Tests of the evaluation metrics (services/segmentation/metrics.py), against hand counts."""
+"""Tests of the evaluation metrics, file reading and table (mslesion/devtools/), against hand
+counts."""
 
 from __future__ import annotations
 
@@ -12,16 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from mslesion.devtools.evaluation_io import evaluate_files
 from mslesion.devtools.metrics import (
     NUMERIC_METRICS,
     CaseMetrics,
     EvaluationSummary,
     evaluate_case,
-    evaluate_files,
-    format_table,
     summarise,
-    voxel_volume_ml,
 )
+from mslesion.devtools.report_table import format_table
 from mslesion.services.errors import InputError
 
 ML_PER_MM3 = 0.001
@@ -323,17 +323,6 @@ def test_evaluate_files_reports_unreadable_file(tmp_path: Path) -> None:
         evaluate_files([(missing, truth_path)])
     with pytest.raises(InputError, match=r"no .*pairs"):
         evaluate_files([])
-
-
-def test_voxel_volume_from_affine() -> None:
-    assert voxel_volume_ml(np.diag([-1.0, 1.0, 1.0, 1.0])) == pytest.approx(0.001)
-    oblique = np.eye(4)
-    angle = math.radians(30)
-    oblique[:2, :2] = [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
-    oblique[:3, :3] = oblique[:3, :3] @ np.diag([0.5, 0.5, 3.0])
-    assert voxel_volume_ml(oblique) == pytest.approx(0.75 / 1000)
-    with pytest.raises(InputError, match="voxel volume"):
-        voxel_volume_ml(np.diag([1.0, 0.0, 1.0, 1.0]))
 
 
 @settings(max_examples=60, deadline=None)

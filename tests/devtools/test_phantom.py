@@ -1,4 +1,4 @@
-"""Tests of the synthetic phantom generator (services/phantom.py)."""
+"""Tests of the synthetic phantom generator (mslesion/devtools/phantom.py)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from mslesion.devtools.phantom import (
 )
 from mslesion.services.config import get_settings
 from mslesion.services.errors import InputError
+from mslesion.services.segmentation.lesions import label_lesions
 
-CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 SMALL_SHAPE = (48, 56, 48)
 IMAGE_NAMES = ("flair", "t1", "t2")
 ALL_ARRAYS = ("flair", "t1", "t2", "mask", "brain", "affine", "tissue")
@@ -151,18 +151,18 @@ def test_images_are_not_piecewise_constant(phantom: Phantom) -> None:
 @pytest.mark.parametrize(("seed", "n_lesions"), [(0, 12), (1, 12), (2, 5), (3, 20)])
 def test_mask_has_about_n_lesions_components(seed: int, n_lesions: int) -> None:
     p = make_phantom(n_lesions=n_lesions, seed=seed)
-    _, count = ndimage.label(p.mask, structure=CONNECTIVITY_26)
+    _, count = label_lesions(p.mask)
     assert n_lesions // 2 <= count <= n_lesions
 
 
 def test_lesions_do_not_touch_when_white_matter_has_room(phantom: Phantom) -> None:
     # The default grid has room for 12 separate lesions: none may merge with another.
-    _, count = ndimage.label(phantom.mask, structure=CONNECTIVITY_26)
+    _, count = label_lesions(phantom.mask)
     assert count == 12
 
 
 def test_lesion_sizes_are_in_the_documented_range(phantom: Phantom) -> None:
-    labels, count = ndimage.label(phantom.mask, structure=CONNECTIVITY_26)
+    labels, count = label_lesions(phantom.mask)
     sizes = np.bincount(labels.ravel())[1:]
     assert count > 0
     # A 1.5-voxel sphere rasterises to at least 7 voxels; four 5-voxel ellipsoids stay well

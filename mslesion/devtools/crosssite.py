@@ -1,0 +1,200 @@
+"""Cross-site evaluation: train on some sites, score on a site the model never saw.
+
+A *site* is a folder of prepared cases (:mod:`mslesion.devtools.prepare`). Each case is
+segmented the way the DICOM pipeline segments a study — standardised on the model grid,
+candidates restricted to the white-matter region, probabilities mapped back to the native
+FLAIR grid, thresholded there with the minimum lesion size in ml — and scored against the
+untouched native lesion mask. The baseline beside it is a plain FLAIR threshold (z > 1.5 over
+the brain, lesions ≥ 10 voxels of 1 mm³), mapped to the native grid the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nibabel as nib
+import numpy as np
+from pydantic import BaseModel
+
+from mslesion.devtools.metrics import CaseMetrics, EvaluationSummary, evaluate_case, summarise
+from mslesion.devtools.prepare import PreparedCase, native_truth, to_native
+from mslesion.services.config import Provider
+from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
+from mslesion.services.pipeline import binarise_native
+from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.inputs import prepare_stack
+from mslesion.services.segmentation.manifest import Thresholds
+from mslesion.services.segmentation.prior import (
+    WM_PRIOR_DILATE_MM,
+    WM_PRIOR_THRESHOLD,
+    white_matter_roi,
+)
+
+if TYPE_CHECKING:
+    from mslesion.models.training.cascade_train import CascadeTrainConfig
+
+log = logging.getLogger(__name__)
+
+BASELINE_Z = 1.5
+BASELINE_LMIN_ML = 0.010
+T_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
+_FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """A named set of prepared cases from one hospital or public dataset."""
+
+    name: str
+    cases: tuple[PreparedCase, ...]
+
+    def with_modalities(self, modalities: Sequence[str]) -> tuple[PreparedCase, ...]:
+        """The cases that hold every modality a model takes."""
+        return tuple(c for c in self.cases if set(modalities) <= set(c.modalities))
+
+
+class SiteScores(BaseModel):
+    """A model (or the baseline) scored on one held-out site."""
+
+    method: str
+    site: str
+    t_bin: float
+    summary: EvaluationSummary
+
+
+def _array(path: Path) -> np.ndarray:
+    image = nib.load(str(path))
+    return np.asarray(image.get_fdata(dtype=np.float32))  # type: ignore[attr-defined]
+
+
+def load_case_images(case: PreparedCase, modalities: Sequence[str]) -> dict[str, np.ndarray]:
+    """The prepared images of a case (model grid) for the given modalities."""
+    return {m: _array(case.folder / _FILES[m]) for m in modalities}
+
+
+def case_wm_prior(case: PreparedCase) -> np.ndarray:
+    """The registered template white-matter probability of a case (model grid)."""
+    return _array(case.folder / "wm_prior.nii.gz")
+
+
+def _score(case: PreparedCase, prob_model: np.ndarray, t_bins: Sequence[float], l_min_ml: float):
+    truth, voxel_ml = native_truth(case)
+    prob_native = to_native(case, prob_model)
+    return [
+        evaluate_case(
+            binarise_native(prob_native, t, l_min_ml, voxel_ml), truth, voxel_ml, case.name
+        )
+        for t in t_bins
+    ]
+
+
+def score_model(
+    model_dir: Path, cases: Sequence[PreparedCase], t_bins: Sequence[float] = T_BINS
+) -> dict[float, list[CaseMetrics]]:
+    """Segment each case as the pipeline does and score it at each final threshold."""
+    model = CascadeModel(model_dir, provider=Provider.CPU)
+    m = model.manifest
+    l_min_ml = m.thresholds.l_min * voxel_volume_ml_from_spacing(m.spacing_mm)
+    per_t: dict[float, list[CaseMetrics]] = {t: [] for t in t_bins}
+    for case in cases:
+        prior = case_wm_prior(case)
+        roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
+        out = model.predict(load_case_images(case, m.modalities), restrict=roi, wm_prior=prior)
+        for t, metrics in zip(t_bins, _score(case, out.prob, t_bins, l_min_ml), strict=True):
+            per_t[t].append(metrics)
+        log.info("%s: Dice %.3f at t_bin %.1f", case.name, per_t[t_bins[0]][-1].dice, t_bins[0])
+    return per_t
+
+
+def score_baseline(cases: Sequence[PreparedCase]) -> list[CaseMetrics]:
+    """The FLAIR-threshold baseline on each case, scored on the native grid."""
+    scores = []
+    for case in cases:
+        stack, brain = prepare_stack(load_case_images(case, ["flair"]), ["flair"])
+        binary = (brain & (stack[0] > BASELINE_Z)).astype(np.float32)
+        scores.extend(_score(case, binary, (0.5,), BASELINE_LMIN_ML))
+    return scores
+
+
+def summaries(method: str, site: str, per_t: dict[float, list[CaseMetrics]]) -> list[SiteScores]:
+    """One :class:`SiteScores` per final threshold."""
+    return [
+        SiteScores(method=method, site=site, t_bin=t, summary=summarise(cases))
+        for t, cases in per_t.items()
+    ]
+
+
+def markdown_table(scores: Sequence[SiteScores], t_bin: float = 0.5) -> str:
+    """Per case and mean: Dice, lesion TPR/precision/F1, volumes; one row per method."""
+    lines = [
+        "| site | case | method | Dice | lesion TPR | lesion precision | lesion F1 "
+        "| ml truth / found |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    chosen = [s for s in scores if s.t_bin == t_bin or s.method == "baseline"]
+    cases = sorted({(s.site, c.case) for s in chosen for c in s.summary.cases})
+    for site, case in cases:
+        for s in chosen:
+            for c in s.summary.cases:
+                if s.site == site and c.case == case:
+                    lines.append(
+                        f"| {site} | {case} | {s.method} | {c.dice:.3f} | {c.lesion_tpr:.3f} | "
+                        f"{c.lesion_precision:.3f} | {c.lesion_f1:.3f} | "
+                        f"{c.truth_volume_ml:.2f} / {c.pred_volume_ml:.2f} |"
+                    )
+    for s in chosen:
+        mean = s.summary.mean
+        r = s.summary.volume_correlation
+        lines.append(
+            f"| **{s.site}** | **mean** | {s.method} | **{mean['dice']:.3f}** | "
+            f"{mean['lesion_tpr']:.3f} | {mean['lesion_precision']:.3f} | "
+            f"**{mean['lesion_f1']:.3f}** | r = {r:.2f} |"
+            if r is not None
+            else f"| **{s.site}** | **mean** | {s.method} | **{mean['dice']:.3f}** | "
+            f"{mean['lesion_tpr']:.3f} | {mean['lesion_precision']:.3f} | "
+            f"**{mean['lesion_f1']:.3f}** | r n/a |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def leave_one_site_out(
+    sites: Sequence[Site],
+    config: CascadeTrainConfig,
+    recipe: str,
+    work: Path,
+    thresholds: Thresholds,
+) -> list[SiteScores]:
+    """For each site: train ``recipe`` on every other site, score it on the held-out one.
+
+    Trained folds are kept under ``work/recipe/without-<site>`` and reused when present.
+    """
+    from mslesion.models.training.dataset import load_subjects
+    from mslesion.models.training.run import train_and_export
+
+    results: list[SiteScores] = []
+    for held in sites:
+        train_cases = [
+            c for s in sites if s is not held for c in s.with_modalities(config.modalities)
+        ]
+        test_cases = held.with_modalities(config.modalities)
+        if not train_cases or not test_cases:
+            log.warning("%s: no cases with %s to train or test on", held.name, config.modalities)
+            continue
+        folder = work / recipe / f"without-{held.name}"
+        if not (folder / "manifest.json").is_file():
+            subjects = load_subjects([c.folder for c in train_cases], list(config.modalities))
+            train_and_export(
+                subjects,
+                "+".join(s.name for s in sites if s is not held),
+                folder,
+                config,
+                thresholds,
+                name=f"{recipe}-without-{held.name}",
+                version="cross-site",
+            )
+        results += summaries(recipe, held.name, score_model(folder, test_cases))
+    return results
