@@ -46,6 +46,7 @@ class AuditMiddleware:
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; a marked one gets its audit event as its response starts."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

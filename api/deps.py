@@ -87,6 +87,7 @@ class Authorize:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
         api_key: Annotated[str | None, Security(_api_key)],
     ) -> Principal:
+        """The caller behind the presented API key; 401 if unknown, 403 if its role may not."""
         presented = api_key or (bearer.credentials if bearer else None)
         if not presented:
             self._deny(request, "anonymous", None, 401, "missing API key")

@@ -20,8 +20,11 @@ def instance_url(base: str, study: str, series: str, sop: str) -> str:
 def stow_response(
     outcomes: Iterable[Outcome], base: str, study_in_url: str | None
 ) -> dict[str, Any]:
-    """The PS3.18 10.5.3 response: ReferencedSOPSequence for stored instances,
-    FailedSOPSequence with FailureReason for the others."""
+    """The PS3.18 10.5.3 STOW-RS response dataset, as DICOM JSON, for these outcomes.
+
+    ReferencedSOPSequence for stored instances, FailedSOPSequence with FailureReason for the
+    others.
+    """
     response = Dataset()
     referenced, failed = Sequence(), Sequence()
     studies: set[str] = set()

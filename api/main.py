@@ -1,6 +1,8 @@
-"""The HTTP gateway: ``create_app(settings, db, dispatcher)`` wires routes, errors, audit,
-the rate limit and CORS. No static files are mounted: every file leaves through a route that
-authorises and audits the request (docs/SECURITY.md)."""
+"""The HTTP gateway: ``create_app(settings, db, dispatcher)`` builds the FastAPI app.
+
+It wires routes, errors, audit, the rate limit and CORS. No static files are mounted: every
+file leaves through a route that authorises and audits the request (docs/SECURITY.md).
+"""
 
 from __future__ import annotations
 

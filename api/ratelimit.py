@@ -88,6 +88,7 @@ class RateLimitMiddleware:
         self._accepted: OrderedDict[str, None] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on if its caller's bucket has a token, else answer 429."""
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return

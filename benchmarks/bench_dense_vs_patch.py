@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mslesion.services.config import Provider, get_settings
+from mslesion.services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Provider, get_settings
 from mslesion.services.imaging.nifti import load_volume
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.dense import dense_predict
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument(
         "--subject", type=Path, default=s.shared_data_dir / "open-ms/cross_sectional/patient07"
     )
-    ap.add_argument("--model", type=Path, default=s.model_dir)
+    ap.add_argument("--model", type=Path, default=SHIPPED_MODELS_DIR / DEFAULT_MODEL_NAME)
     ap.add_argument("--tile", type=int, default=s.tile_size)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)

@@ -21,7 +21,7 @@ from pathlib import Path
 from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Provider, get_settings
 from mslesion.services.pipeline import segment_study
-from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.catalogue import ModelSet
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=s.shared_data_dir / "open-ms/longitudinal")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    model = CascadeModel(s.model_dir, provider=Provider.CPU)
+    model = ModelSet.from_settings(s.model_copy(update={"provider": Provider.CPU}))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for patient in sorted(p for p in args.data.iterdir() if p.is_dir()):
@@ -49,6 +49,8 @@ def main() -> None:
                 rows.append(
                     {
                         "study": f"{patient.name}/{study}",
+                        "model": f"{r.model_name} {r.model_version}",
+                        "provider": result.provider,
                         "wall_s": round(wall, 2),
                         "lesion_count": r.lesion_count,
                         "total_lesion_volume_ml": round(r.total_lesion_volume_ml, 2),
@@ -63,8 +65,8 @@ def main() -> None:
     result_json = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
-        "model": f"{model.manifest.name} {model.manifest.version}",
-        "provider": model.provider_used,
+        "models": sorted({row["model"] for row in rows}),
+        "provider": rows[0]["provider"] if rows else "",
         "studies": rows,
     }
     if args.json:

@@ -36,7 +36,7 @@ def _initializers(net: CascadeNet) -> list[onnx.TensorProto]:
 
 
 def _conv_block_nodes(net: CascadeNet, dense: bool) -> list[onnx.NodeProto]:
-    """conv → BN → ReLU → pool, twice; pooling strides turn into dilations in the dense form."""
+    """Conv → BN → ReLU → pool, twice; pooling strides turn into dilations in the dense form."""
     pool1: dict[str, Any] = {
         "kernel_shape": [2, 2, 2],
         "strides": [1, 1, 1] if dense else [2, 2, 2],

@@ -24,6 +24,7 @@ from mslesion.services.store.enums import Role
 
 if TYPE_CHECKING:
     from mslesion.services.segmentation.cascade import CascadeModel
+    from mslesion.services.segmentation.catalogue import ModelSet
     from mslesion.services.store.database import Database
 
 HELP = "MS lesion segmentation: command-line tools and the PACS node."
@@ -73,20 +74,23 @@ def _database() -> Database:
     return Database(get_settings().resolved_database_url())
 
 
-def _model(
-    model_dir: Path | None, provider: Provider | None, tile: int | None = None
-) -> CascadeModel:
-    from mslesion.services.segmentation.cascade import CascadeModel
+def _models(model_dir: Path | None, provider: Provider | None) -> ModelSet:
+    """The catalogue to choose from: ``--model`` (one model or a folder of them) or settings."""
+    from mslesion.services.segmentation.catalogue import ModelSet
 
     s = get_settings()
-    return CascadeModel(
-        model_dir or s.model_dir,
-        provider=provider or s.provider,
-        threads=s.intra_op_threads,
-        device_id=s.cuda_device_id,
-        tile=tile or s.tile_size,
-        tile_batch=s.tile_batch,
-    )
+    if provider is not None:
+        s = s.model_copy(update={"provider": provider})
+    return ModelSet.from_settings(s, model_dir)
+
+
+def _model_for(models: ModelSet, given: list[str]) -> CascadeModel:
+    """The richest model the given modalities support; a single model folder as it is."""
+    if len(models.folders) == 1:
+        return models.get(models.folders[0])
+    choice = models.choose(given)
+    log.info("model choice: %s", choice.reason)
+    return models.get(choice.folder)
 
 
 @app.command()
@@ -95,7 +99,10 @@ def infer(
     out: Annotated[Path, typer.Option(help="binary lesion mask to write (NIfTI)")],
     t1: Annotated[Path | None, typer.Option(help="T1 NIfTI on the FLAIR's grid")] = None,
     t2: Annotated[Path | None, typer.Option(help="T2 NIfTI on the FLAIR's grid")] = None,
-    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model folder, or a folder of them (default: the shipped models)"),
+    ] = None,
     prob: Annotated[Path | None, typer.Option(help="also write the probability map")] = None,
     report: Annotated[Path | None, typer.Option(help="also write the lesion report (JSON)")] = None,
     provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
@@ -107,17 +114,20 @@ def infer(
     from mslesion.services.segmentation.infer import (
         load_inputs,
         segment_volumes,
+        white_matter_prior,
         write_segmentation,
     )
 
-    cascade = _model(model, provider)
-    given = {"flair": flair, "t1": t1, "t2": t2}
-    volumes = load_inputs({k: v for k, v in given.items() if v is not None}, cascade)
-    seg = segment_volumes(volumes, cascade, method)
+    given = {k: v for k, v in {"flair": flair, "t1": t1, "t2": t2}.items() if v is not None}
+    cascade = _model_for(_models(model, provider), list(given))
+    volumes = load_inputs(given, cascade)
+    prior = white_matter_prior(flair, required=cascade.manifest.needs_wm_prior)
+    seg = segment_volumes(volumes, cascade, method, wm_prior=prior)
     write_segmentation(seg, out, prob)
     summary = {
         "model": f"{cascade.manifest.name} {cascade.manifest.version}",
         "provider": seg.provider,
+        "restricted_to_white_matter": seg.restricted_to_white_matter,
         "timings_s": {k: round(v, 2) for k, v in seg.timings_s.items()},
         **seg.report.model_dump(),
     }
@@ -134,7 +144,10 @@ def infer(
 def segment(
     study: Annotated[Path, typer.Argument(help="DICOM study: a folder or a .zip")],
     out: Annotated[Path, typer.Option(help="output folder (must not exist or be empty)")],
-    model: Annotated[Path | None, typer.Option(help="model folder (default: shipped)")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model folder, or a folder of them (default: the shipped models)"),
+    ] = None,
     provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
 ) -> None:
     """Raw DICOM study -> DICOM SEG, TID 1500 SR, JSON report and PNG montage."""
@@ -149,8 +162,7 @@ def segment(
             bar.set_postfix_str(name)
             bar.update(1 if bar.n < len(stages) and name != "read" else 0)
 
-        cascade = _model(model, provider)
-        result = segment_study(study, out, cascade, get_settings(), on_stage)
+        result = segment_study(study, out, _models(model, provider), get_settings(), on_stage)
         bar.update(len(stages) - bar.n)
     r = result.report
     typer.echo(
@@ -317,8 +329,11 @@ def demo(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("demo-out"),
 ) -> None:
-    """The whole node on this machine: a synthetic study goes in by C-STORE, SEG/SR/report
-    come out through the authorised HTTP API (embedded SQLite, in-process worker)."""
+    """The whole node on this machine: a synthetic study in by C-STORE, results out by HTTP.
+
+    SEG, SR, report and picture come out through the authorised HTTP API (embedded SQLite,
+    in-process worker).
+    """
     from mslesion.demo import run_demo
 
     if not (ctx.obj or {}).get("verbose"):

@@ -1,5 +1,4 @@
-"""Process composition: which parts of the node run in this process, started and stopped
-together.
+"""Process composition: the parts of the node this process runs, started and stopped together.
 
 - ``mslesion serve``: gateway + listener + monitor + an in-process worker (one machine).
 - ``mslesion gateway`` / ``mslesion listener``: one part each, jobs go to Celery (production).

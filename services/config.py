@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MSLESION_", extra="ignore")
 
     model_dir: Path = Field(
-        default=SHIPPED_MODELS_DIR / DEFAULT_MODEL_NAME,
-        description="Folder holding manifest.json and the ONNX files of the cascade.",
+        default=SHIPPED_MODELS_DIR,
+        description=(
+            "A model folder (manifest.json and ONNX files) or a folder of model folders: each "
+            "study is analysed by the richest model whose modalities it holds."
+        ),
     )
     provider: Provider = Field(default=Provider.AUTO, description="ONNX Runtime provider.")
     cuda_device_id: int = Field(default=0, ge=0, description="GPU index for the CUDA provider.")

@@ -34,8 +34,10 @@ class InputError(MSLesionError):
 
 
 class ConflictError(InputError):
-    """The input contradicts what the node already holds (a key name in use, a study known
-    under another patient)."""
+    """The input contradicts what the node already holds.
+
+    For example a key name already in use, or a study known under another patient.
+    """
 
     http_status = 409
 

@@ -202,8 +202,11 @@ def _headers(files: list[Path]) -> list[pydicom.Dataset]:
 
 
 def _contexts(headers: list[pydicom.Dataset]) -> dict[str, list[str]]:
-    """SOP class -> transfer syntaxes to propose: each file is sent as stored, so its own
-    transfer syntax comes first (uncompressed files may also go in the other LE syntax)."""
+    """SOP class -> transfer syntaxes to propose for these files.
+
+    Each file is sent as stored, so its own transfer syntax comes first (uncompressed files may
+    also go in the other LE syntax).
+    """
     contexts: dict[str, list[str]] = {}
     for ds in headers:
         syntax = str(ds.file_meta.TransferSyntaxUID)
@@ -296,8 +299,11 @@ def _send_stow(dest: Destination, files: list[Path]) -> None:
 
 
 def failed_sops(content: bytes) -> list[str]:
-    """``"<SOPInstanceUID>: FailureReason 0xNNNN"`` for each FailedSOPSequence item of a
-    PS3.18 DICOM JSON response (empty when there is none or the body is not JSON)."""
+    """``"<SOPInstanceUID>: FailureReason 0xNNNN"`` for each FailedSOPSequence item.
+
+    The items are read from a PS3.18 DICOM JSON response; the list is empty when there is none
+    or the body is not JSON.
+    """
     try:
         doc = json.loads(content) if content else None
     except (ValueError, UnicodeDecodeError):

@@ -65,8 +65,10 @@ def close_quiet_studies(
 def close_study_now(
     db: Database, dispatcher: Dispatcher, study_uid: str, created_by: str
 ) -> str | None:
-    """Complete a study at once (end of an HTTP upload); the new job id, or None if the
-    study had nothing new since its last job."""
+    """Complete a study at once (end of an HTTP upload) and offer its new job.
+
+    Returns the new job id, or None if the study had nothing new since its last job.
+    """
     with db.session() as session:
         study = studies.get_study(session, study_uid)
         if study is None or not studies.close_study(session, study.id):
@@ -86,8 +88,11 @@ def requeue_stale(db: Database, dispatcher: Dispatcher, older_than_s: float) -> 
 def requeue_lost_running(
     db: Database, dispatcher: Dispatcher, lease_s: float, older_than_s: float
 ) -> list[str]:
-    """Offer again every job 'running' past its lease: its worker died and the message did
-    not come back (e.g. the whole worker was killed). The claim then takes it over."""
+    """Offer again every job 'running' past its lease; returns the job ids offered.
+
+    Such a job's worker died and the message did not come back (e.g. the whole worker was
+    killed). The claim then takes it over.
+    """
     with db.session() as session:
         lost = jobs.lost_running(session, lease_s, older_than_s)
     for job_id in lost:
@@ -111,8 +116,10 @@ def recover_after_restart(db: Database, dispatcher: Dispatcher) -> list[str]:
 def requeue_lost_forwards(
     db: Database, dispatcher: Dispatcher, older_than_s: float, backoff_s: float
 ) -> list[str]:
-    """Offer forwarding again for jobs whose pending forwards were left untouched (the
-    forwarding message was lost); returns the job ids offered."""
+    """Offer forwarding again for jobs whose pending forwards were left untouched.
+
+    Their forwarding message was lost. Returns the job ids offered.
+    """
     from mslesion.services.store.repositories import forwards
 
     with db.session() as session:
@@ -140,8 +147,11 @@ class Reconciled:
 
 
 def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings) -> Reconciled:
-    """One round of the reconciler: the database says what must happen, the queue may have
-    lost it. Re-offers stale queued jobs, jobs running past their lease, lost forwards."""
+    """One round of the reconciler: re-offer what the database holds and the queue lost.
+
+    The database says what must happen, the queue may have lost it. Re-offers stale queued
+    jobs, jobs running past their lease, lost forwards.
+    """
     return Reconciled(
         queued=requeue_stale(db, dispatcher, settings.requeue_after_s),
         lost_running=requeue_lost_running(

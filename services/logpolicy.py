@@ -1,5 +1,6 @@
-"""The node's logging policy: no patient data (name, ID, birth date, accession) in any log line,
-whatever level an operator turns logging up to.
+"""The node's logging policy: no patient data in any log line, at any level.
+
+No name, ID, birth date or accession is logged, whatever level an operator turns logging up to.
 
 Third-party libraries that would print patient data at DEBUG or INFO are pinned here:
 
@@ -38,6 +39,7 @@ class RedactAccessLog(logging.Filter):
     """Rewrites uvicorn access records (client, method, path, version, status) to drop PHI."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's path argument in place; every record is kept."""
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             record.args = (*args[:2], redact_path(args[2]), *args[3:])

@@ -23,8 +23,8 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from mslesion.services.config import Settings
-from mslesion.services.dicom.reader import SeriesVolume, read_source_datasets, read_study
-from mslesion.services.dicom.selection import select_series
+from mslesion.services.dicom.reader import SeriesVolume, Study, read_source_datasets, read_study
+from mslesion.services.dicom.selection import Selection, select_series
 from mslesion.services.dicom.zipguard import ZipLimits
 from mslesion.services.errors import InputError
 from mslesion.services.imaging.preprocess import preprocess
@@ -40,6 +40,7 @@ from mslesion.services.reporting.montage import montage_title, render_montage
 from mslesion.services.reporting.seg import build_seg, patient_affine
 from mslesion.services.reporting.sr import build_sr
 from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.catalogue import ModelSet
 from mslesion.services.segmentation.postprocess import LesionReport, binarise, describe_lesions
 from mslesion.services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
@@ -70,6 +71,8 @@ class SegmentResult:
     report: StudyReport
     decisions: list[str]
     timings_s: dict[str, float] = field(default_factory=dict)
+    provider: str = ""
+    model_choice: str = ""
     flair: sitk.Image | None = field(default=None, repr=False)  # native FLAIR grid
     prob_native: np.ndarray | None = field(default=None, repr=False)  # (frames, rows, cols)
 
@@ -94,8 +97,10 @@ def _array(image: sitk.Image) -> np.ndarray:
 
 
 def binarise_native(prob: np.ndarray, t_bin: float, l_min_ml: float, voxel_ml: float) -> np.ndarray:
-    """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml), so
-    the minimum lesion size means the same on any voxel size."""
+    """Threshold and drop components smaller than ``l_min_ml`` (the model's l_min, in ml).
+
+    In ml, so that the minimum lesion size means the same on any voxel size.
+    """
     return binarise(prob, t_bin, max(1, math.ceil(l_min_ml / voxel_ml - 1e-9)))
 
 
@@ -110,28 +115,31 @@ def _write_log(
 def segment_study(
     source: Path,
     out_dir: Path,
-    model: CascadeModel,
+    models: CascadeModel | ModelSet,
     settings: Settings,
     on_stage: StageCallback | None = None,
 ) -> SegmentResult:
     """Run the whole pipeline on a study folder or zip and write the outputs to ``out_dir``.
 
+    ``models`` is one model, or a catalogue from which the richest model whose modalities the
+    study holds is chosen (the reason goes to the job log).
     Raises :class:`InputError` (or a subclass) with a readable message on bad input; nothing
     is left in ``out_dir`` then.
     """
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError(f"{out_dir}: output folder exists and is not empty")
     timer = _Timer(on_stage)
-    manifest = model.manifest
-    roles = [m.lower() for m in manifest.modalities]
     with timer.stage("read"):
         study = read_study(source, zip_limits=ZipLimits.from_settings(settings))
     with timer.stage("select"):
-        selection = select_series(study, required=tuple(roles))
+        model, selection, choice = _select(study, models)
+        manifest = model.manifest
+        roles = [m.lower() for m in manifest.modalities]
         for line in selection.decisions:
             log.info("series selection: %s", line)
+        log.info("model choice: %s", choice)
     with timer.stage("assemble"):
-        volumes: dict[str, SeriesVolume] = {r: selection.load(r) for r in selection.series}
+        volumes: dict[str, SeriesVolume] = {r: selection.load(r) for r in roles}
     flair = volumes["flair"]
     with timer.stage("preprocess"):
         pre = preprocess(
@@ -163,6 +171,7 @@ def segment_study(
         report: LesionReport = describe_lesions(mask, prob_native, patient_affine(sources))
         log_lines = [
             f"model: {manifest.name} {manifest.version} on {model.provider_used}",
+            f"model choice: {choice}",
             prior_line,
         ]
         files, study_report = _write_outputs(
@@ -179,8 +188,31 @@ def segment_study(
             lambda path: _write_log(path, selection.decisions, timer.timings, log_lines),
         )
     return SegmentResult(
-        out_dir, files, study_report, selection.decisions, timer.timings, flair.image, prob_native
+        out_dir,
+        files,
+        study_report,
+        selection.decisions,
+        timer.timings,
+        model.provider_used,
+        choice,
+        flair.image,
+        prob_native,
     )
+
+
+def _select(study: Study, models: CascadeModel | ModelSet) -> tuple[CascadeModel, Selection, str]:
+    """The model for ``study``, its series selection and why that model (one line)."""
+    if isinstance(models, CascadeModel):
+        roles = tuple(m.lower() for m in models.manifest.modalities)
+        m = models.manifest
+        return (
+            models,
+            select_series(study, required=roles),
+            f"configured model {m.name} {m.version}",
+        )
+    selection = select_series(study, required=("flair",))
+    choice = models.choose(selection.series)
+    return models.get(choice.folder), selection, choice.reason
 
 
 def _write_outputs(

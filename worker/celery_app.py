@@ -82,8 +82,10 @@ def _entry_point_app() -> NodeCelery:
 
 
 def __getattr__(name: str) -> Any:
-    """``app``, made from the environment on first access (``celery -A
-    mslesion.worker.celery_app``)."""
+    """``app``, made from the environment on first access.
+
+    This is what ``celery -A mslesion.worker.celery_app`` loads.
+    """
     if name == "app":
         return _entry_point_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

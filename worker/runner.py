@@ -24,7 +24,7 @@ from mslesion.services.dicom.errors import SeriesRulesError
 from mslesion.services.errors import InputError, ModelError
 from mslesion.services.forwarding import ForwardError, parse_destinations, send
 from mslesion.services.pipeline import SegmentResult, segment_study
-from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.catalogue import ModelSet
 from mslesion.services.store import filestore
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import RESULT_MEDIA_TYPES, ForwardState, JobState, ResultKind
@@ -61,7 +61,7 @@ def worker_name() -> str:
 class JobRunner:
     """Runs jobs and forwards results for one worker process.
 
-    The cascade (ONNX Runtime sessions) is created on first use and kept for the life of the
+    The models (ONNX Runtime sessions) are created on first use and kept for the life of the
     process: creating sessions costs seconds and, on a GPU, memory that must not be claimed
     once per job.
     """
@@ -70,25 +70,17 @@ class JobRunner:
         self.settings = settings
         self.db = db
         parse_destinations(settings.forward_destinations)  # a bad configuration fails here
-        self._model: CascadeModel | None = None
-        self._model_lock = threading.Lock()
+        self._models: ModelSet | None = None
+        self._models_lock = threading.Lock()
 
     @property
-    def model(self) -> CascadeModel:
-        """The process's cascade, created once."""
-        with self._model_lock:
-            if self._model is None:
-                s = self.settings
-                self._model = CascadeModel(
-                    s.model_dir,
-                    provider=s.provider,
-                    threads=s.intra_op_threads,
-                    device_id=s.cuda_device_id,
-                    tile=s.tile_size,
-                    tile_batch=s.tile_batch,
-                )
-                log.info("model %s loaded on %s", self._model.folder, self._model.provider_used)
-            return self._model
+    def models(self) -> ModelSet:
+        """The process's model catalogue; each model's sessions are created once, when used."""
+        with self._models_lock:
+            if self._models is None:
+                self._models = ModelSet.from_settings(self.settings)
+                log.info("models: %s", ", ".join(str(f.name) for f in self._models.folders))
+            return self._models
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -150,7 +142,7 @@ class JobRunner:
         result = segment_study(
             input_dir,
             out_dir,
-            self.model,
+            self.models,
             self.settings,
             on_stage=lambda stage: self._set_stage(job_id, stage),
         )
@@ -183,9 +175,11 @@ class JobRunner:
             jobs.set_stage(session, job_id, stage, STAGE_PROGRESS.get(stage, 0.0))
 
     def _prepare_input(self, work: Path, paths: list[str]) -> Path:
-        """The job's input folder: hard links (copies across file systems) of the instances
-        recorded in the database. Names are made here; temporary ``.incoming-*`` files of
-        transfers in progress are never recorded, so they are never read."""
+        """The job's input folder: links to (or copies of) the instances recorded in the database.
+
+        Hard links, copies across file systems. Names are made here; temporary
+        ``.incoming-*`` files of transfers in progress are never recorded, so never read.
+        """
         if not paths:
             raise InputError("the study has no stored instances")
         shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt's leftovers
@@ -210,7 +204,7 @@ class JobRunner:
         return JobOutcome(
             timings_s=dict(result.timings_s),
             series=_series_chosen(result),
-            provider=self.model.provider_used,
+            provider=result.provider,
             model=f"{report.model_name} {report.model_version}",
             lesion_count=report.lesion_count,
             lesion_volume_ml=report.total_lesion_volume_ml,
@@ -251,8 +245,9 @@ class JobRunner:
 
 
 def _dead_local_worker(job: Job | None) -> str | None:
-    """The worker holding a running job when it was a process of this host that no longer
-    exists (a pool process killed, e.g. by the out-of-memory killer); else None.
+    """The worker holding a running job if it was a local process that no longer exists.
+
+    E.g. a pool process killed by the out-of-memory killer; else None.
 
     Celery redelivers such a job's message at once (``reject_on_worker_lost``); knowing its
     worker is gone lets the claim take the job over now rather than after the lease. A
@@ -289,8 +284,10 @@ def _deliver(destination: str, files: list[Path], settings: Settings) -> str | N
 
 
 def _clear_results(out_dir: Path) -> None:
-    """Remove what a killed earlier attempt left: the results folder and its staging folders
-    (``.<job id>.*`` beside it, see services.pipeline)."""
+    """Remove what a killed earlier attempt left: the results folder and its staging folders.
+
+    Staging folders are ``.<job id>.*`` beside it (see services.pipeline).
+    """
     shutil.rmtree(out_dir, ignore_errors=True)
     for staging in out_dir.parent.glob(f".{out_dir.name}.*"):
         shutil.rmtree(staging, ignore_errors=True)

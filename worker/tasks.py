@@ -1,5 +1,7 @@
-"""Thin Celery tasks: take a job id, let the :class:`~worker.runner.JobRunner` do the work,
-and turn its outcome into a retry with backoff (policy in :mod:`worker.policy`).
+"""Thin Celery tasks around the :class:`~worker.runner.JobRunner`.
+
+Each takes a job id, lets the runner do the work, and turns its outcome into a retry with
+backoff (policy in :mod:`worker.policy`).
 
 Both tasks are idempotent: the job and forward rows in the database say what is left to do,
 so a redelivered message (late acks, lost worker) repeats nothing that already succeeded.
@@ -63,7 +65,7 @@ def _load_model(**_: Any) -> None:
     if not isinstance(app, NodeCelery):
         return
     try:
-        runner_for(app).model  # noqa: B018 - the property loads the model
+        runner_for(app).models.load_all()
     except Exception:  # the first job retries loading it and records the reason
         log.exception("the model could not be loaded at worker start")
 

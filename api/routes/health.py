@@ -14,7 +14,7 @@ from mslesion.api.schemas import CheckOut, LiveOut, ReadyOut
 from mslesion.services.config import Settings
 from mslesion.services.errors import ModelError
 from mslesion.services.jobs import Dispatcher
-from mslesion.services.segmentation.manifest import load_manifest
+from mslesion.services.segmentation.manifest import catalogue_folders, load_manifest
 from mslesion.services.store.database import Database
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -66,5 +66,6 @@ def _verify_model(settings: Settings) -> None:
     with _verify_lock:
         if key in _verified:
             return
-        load_manifest(settings.model_dir, verify=True)
+        for folder in catalogue_folders(settings.model_dir):
+            load_manifest(folder, verify=True)
         _verified.add(key)

@@ -28,8 +28,10 @@ Reader = Annotated[Principal, Depends(Authorize(Role.READER, audit="read lesion-
 
 @router.get("/{patient_id}/lesion-load", response_model=LesionLoadOut, responses=errors(404, 422))
 def lesion_load(patient_id: PatientId, session: SessionDep, _: Reader) -> LesionLoadOut:
-    """Total lesion volume, lesion count and brain volume of each analysed study, oldest
-    first, with the change since the previous and since the first study."""
+    """Total lesion volume, lesion count and brain volume of each analysed study.
+
+    Studies come oldest first, with the change since the previous and since the first study.
+    """
     loads = _loads(session, patient_id)
     return LesionLoadOut(patient_id=patient_id, studies=with_changes(loads))
 

@@ -153,9 +153,12 @@ def _feed(parser: MultipartStreamParser, chunk: bytes, outcomes: list[Outcome]) 
 
 
 def _malformed(exc: MultipartError, outcomes: list[Outcome]) -> HTTPException:
-    """400 for a broken body, wherever it breaks. Parts completed before the break are
-    stored durably (a retry of the whole request is idempotent) but get no job here: the
-    study may be incomplete, so it is left to the quiet-study monitor."""
+    """400 for a broken body, wherever it breaks.
+
+    Parts completed before the break are stored durably (a retry of the whole request is
+    idempotent) but get no job here: the study may be incomplete, so it is left to the
+    quiet-study monitor.
+    """
     if not outcomes:
         return HTTPException(400, f"malformed multipart/related body: {exc}")
     stored = sum(o.ok for o in outcomes)

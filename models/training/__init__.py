@@ -1,0 +1,1 @@
+"""Training of the cascade (PyTorch; the [train] extra): data, sampling, nets, export."""

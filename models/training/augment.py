@@ -8,9 +8,12 @@ import torch
 def augment_batch(
     x: torch.Tensor, generator: torch.Generator, intensity: float = 0.1
 ) -> torch.Tensor:
-    """Random flips along each spatial axis (two flips = a 180° rotation) and, per patch and
-    channel, a random gain and offset of relative size ``intensity`` (scanner contrast drift
-    after z-scoring). ``x`` is (N, C, 11, 11, 11)."""
+    """Random flips and, per patch and channel, a random gain and offset.
+
+    Flips along each spatial axis (two flips = a 180° rotation); the gain and offset have
+    relative size ``intensity`` (scanner contrast drift after standardisation).
+    ``x`` is (N, C, 11, 11, 11).
+    """
     n, c = x.shape[:2]
     out = x.clone()
     for axis in (2, 3, 4):

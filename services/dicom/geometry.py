@@ -44,6 +44,7 @@ class Frame:
     echo_time: float | None
 
     def source_frame(self) -> SourceFrame:
+        """The reference to this frame that outputs carry: SOP instance, class and frame."""
         return SourceFrame(
             sop_instance_uid=str(self.header.SOPInstanceUID),
             sop_class_uid=str(self.header.SOPClassUID),
@@ -52,6 +53,7 @@ class Frame:
         )
 
     def label(self) -> str:
+        """``instance #N`` (with ``frame M`` for a multi-frame instance), for messages."""
         instance = self.header.get("InstanceNumber", "?")
         frame = f" frame {self.index + 1}" if self.index is not None else ""
         return f"instance #{instance}{frame}"

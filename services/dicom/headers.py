@@ -33,10 +33,12 @@ class Instance:
     transfer_syntax: str
 
     def uid(self, keyword: str) -> str:
+        """The header's value for ``keyword`` as a stripped string, empty when absent."""
         return str(self.header.get(keyword, "")).strip()
 
     @property
     def instance_number(self) -> int:
+        """The header's InstanceNumber, 0 when absent or not a number."""
         value = number(self.header.get("InstanceNumber"))
         return int(value) if value is not None else 0
 

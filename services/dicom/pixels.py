@@ -1,5 +1,7 @@
-"""Pixel data: one series decoded and stacked into a SimpleITK volume, and the full source
-datasets behind a volume (for the outputs that reference them).
+"""Pixel data: series decoded into volumes, and the source datasets behind a volume.
+
+One series is decoded and stacked into a SimpleITK volume; the full source datasets behind a
+volume are read for the outputs that reference them.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class Opener:
         self._archives: dict[Path, zipfile.ZipFile] = {}
 
     def open(self, source: SourceFile) -> IO[bytes]:
+        """A binary stream of ``source``: the file itself, or its member of a zip archive."""
         if source.member is None:
             return source.path.open("rb")
         archive = self._archives.get(source.path)

@@ -1,5 +1,7 @@
-"""What reading a study yields: :class:`Study`, its :class:`Series` (headers only), and a
-:class:`SeriesVolume` with the :class:`SourceFrame` behind each of its slices.
+"""What reading a study yields: the study, its series and their assembled volumes.
+
+:class:`Study`, its :class:`Series` (headers only), and a :class:`SeriesVolume` with the
+:class:`SourceFrame` behind each of its slices.
 """
 
 from __future__ import annotations

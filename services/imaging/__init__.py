@@ -1,0 +1,1 @@
+"""Image processing: raw scans to the model grid and back (N4, brain mask, registration)."""

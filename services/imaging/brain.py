@@ -73,8 +73,11 @@ def _erode(mask: sitk.Image, mm: float) -> sitk.Image:
 
 
 def _distance_to(mask: sitk.Image) -> sitk.Image:
-    """Distance (mm) to ``mask``: outside, to the nearest mask voxel; inside, minus the distance
-    to the mask's outermost voxels."""
+    """Signed distance (mm) to ``mask``: positive outside, negative inside.
+
+    Outside, the distance to the nearest mask voxel; inside, minus the distance to the mask's
+    outermost voxels.
+    """
     return sitk.SignedMaurerDistanceMap(
         mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
     )

@@ -186,6 +186,26 @@ def preprocess(
     )
 
 
+def template_wm_prior_on(image: sitk.Image) -> sitk.Image:
+    """The template's white-matter probability on ``image``'s own grid (float32, [0, 1]).
+
+    For images already prepared (skull-stripped, any grid): the image is registered to the
+    template (affine, as :func:`preprocess` registers a FLAIR) and the map pulled through.
+    Raises :class:`InputError` when the registration fails.
+    """
+    volume = _validated(image, "flair")
+    template_to_image = registration.affine_to_template(volume)
+    wm = sitk.Resample(
+        template.template_wm_probability(),
+        volume,
+        registration.inverse(template_to_image),
+        sitk.sitkLinear,
+        0.0,
+        sitk.sitkFloat32,
+    )
+    return sitk.Clamp(wm, sitk.sitkFloat32, 0.0, 1.0)
+
+
 def _register(series: dict[str, sitk.Image], timings: dict[str, float]) -> StudyTransforms:
     """T1/T2 onto the FLAIR (rigid), the FLAIR onto the template (affine), the model grid."""
     flair_to_series: dict[str, sitk.AffineTransform] = {}

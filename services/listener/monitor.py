@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class StudyMonitor:
-    """Every ``interval_s``: one job per quiet study, and the reconciler's round (jobs and
-    forwards the queue lost, see :func:`services.jobs.reconcile`)."""
+    """Every ``interval_s``: one job per quiet study, and the reconciler's round.
+
+    The reconciler re-offers jobs and forwards the queue lost (see
+    :func:`services.jobs.reconcile`).
+    """
 
     def __init__(
         self, settings: Settings, db: Database, dispatcher: Dispatcher, interval_s: float = 1.0

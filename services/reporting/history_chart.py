@@ -32,8 +32,10 @@ class ChartPoint:
 def render_lesion_load_chart(
     points: Sequence[ChartPoint], title: str = "Total lesion volume"
 ) -> bytes:
-    """PNG bytes of volume (ml, y) over study date (x); studies without a date are placed
-    evenly in the given order instead of by date."""
+    """PNG bytes of volume (ml, y) over study date (x).
+
+    Studies without a date are placed evenly in the given order instead of by date.
+    """
     if not points:
         raise InputError("a lesion-load chart needs at least one analysed study")
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)

@@ -1,0 +1,1 @@
+"""Lesion segmentation: model choice and manifests, ONNX cascade inference, lesion extraction."""

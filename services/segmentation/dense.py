@@ -25,8 +25,11 @@ Progress = Callable[[int, int], None]
 
 
 def roi_tiles(roi: np.ndarray, tile: int) -> list[tuple[slice, slice, slice]]:
-    """Full-size output tiles (edge ``tile``) on a grid anchored at ``roi``'s bounding box,
-    keeping those that contain a roi voxel. Tiles may reach past the volume's far edge."""
+    """Full-size output tiles (edge ``tile``) that contain a roi voxel.
+
+    The tiles lie on a grid anchored at ``roi``'s bounding box and may reach past the volume's
+    far edge.
+    """
     idx = np.nonzero(roi)
     if idx[0].size == 0:
         return []

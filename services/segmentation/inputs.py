@@ -61,8 +61,11 @@ def zscore(image: np.ndarray, brain: np.ndarray, name: str) -> np.ndarray:
 
 
 def white_matter_peak(image: np.ndarray, region: np.ndarray, name: str) -> float:
-    """Mode of ``image`` inside ``region`` (smoothed histogram between its 0.5th and 99.5th
-    percentiles); :class:`InputError` when the region is too small or the image flat there."""
+    """Mode of ``image`` inside ``region``: the white-matter peak when the region is NAWM.
+
+    The histogram spans the region's 0.5th to 99.5th percentiles and is smoothed before the
+    peak is taken. :class:`InputError` when the region is too small or the image flat there.
+    """
     values = image[region].astype(np.float64)
     if values.size < MIN_NAWM_VOXELS:
         raise InputError(

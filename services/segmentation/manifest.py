@@ -75,6 +75,11 @@ class Manifest(BaseModel):
         """Input channels of each net: the modalities, then the context channels."""
         return len(self.modalities) + len(self.context)
 
+    @property
+    def needs_wm_prior(self) -> bool:
+        """True when the model's inputs need the registered template white-matter prior."""
+        return self.normalisation.method is Standardisation.WM_PEAK or bool(self.context)
+
     def file_path(self, folder: Path, role: NetRole) -> Path:
         """Absolute path of one ONNX file; raise :class:`ModelError` if the manifest lacks it."""
         if role not in self.files:
@@ -130,3 +135,15 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
     path = folder / MANIFEST_NAME
     path.write_text(manifest.model_dump_json(indent=2) + "\n")
     return path
+
+
+def catalogue_folders(root: Path) -> list[Path]:
+    """``root`` itself when it is a model folder, else its model sub-folders (sorted)."""
+    if (root / MANIFEST_NAME).is_file():
+        return [root]
+    if not root.is_dir():
+        raise ModelError(f"{root}: no such model folder")
+    folders = sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file())
+    if not folders:
+        raise ModelError(f"{root}: neither a model folder nor a folder of model folders")
+    return folders

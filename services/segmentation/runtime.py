@@ -52,8 +52,10 @@ def requested_providers(provider: Provider, device_id: int = 0) -> list[Any]:
 def create_session(
     path: Path | bytes, provider: Provider, threads: int = 0, device_id: int = 0
 ) -> Any:
-    """Create an inference session (from a file or serialised model bytes) and log the
-    provider it actually runs on."""
+    """Create an inference session from a file or serialised model bytes.
+
+    Logs the provider the session actually runs on.
+    """
     ort = _ort()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -19,7 +19,7 @@ from mslesion.devtools.phantom import make_phantom, write_phantom
 from mslesion.services.config import Provider, Settings, get_settings
 from mslesion.services.ingest import read_header, store_instance
 from mslesion.services.pipeline import SegmentResult, segment_study
-from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.catalogue import ModelSet
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import RESULT_MEDIA_TYPES, ResultKind, Source
 from mslesion.services.store.filestore import job_result_dir
@@ -52,10 +52,12 @@ def run_phantom(workdir: Path, study_date: str = "20230415") -> PhantomRun:
         StudyInfo(patient_id=PATIENT_ID, patient_name="PHANTOM^ONE", study_date=study_date),
     )
     settings = get_settings()
-    model = CascadeModel(settings.model_dir, provider=Provider.CPU)
-    result = segment_study(study_dir, workdir / "result", model, settings)
-    manifest = model.manifest
-    return PhantomRun(study_dir, result, f"{manifest.name} {manifest.version}", model.provider_used)
+    models = ModelSet.from_settings(settings.model_copy(update={"provider": Provider.CPU}))
+    result = segment_study(study_dir, workdir / "result", models, settings)
+    report = result.report
+    return PhantomRun(
+        study_dir, result, f"{report.model_name} {report.model_version}", result.provider
+    )
 
 
 def outcome_of(

@@ -16,6 +16,7 @@ from mslesion.services.config import Provider, get_settings
 from mslesion.services.errors import InputError
 from mslesion.services.pipeline import SegmentResult, segment_study
 from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.catalogue import ModelSet
 from tests.dicom_tools import dciodvfy_errors
 
 STUDY = "longitudinal/patient01"
@@ -39,16 +40,28 @@ def dicom_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def model() -> CascadeModel:
-    return CascadeModel(get_settings().model_dir, provider=Provider.CPU)
+def models() -> ModelSet:
+    settings = get_settings().model_copy(update={"provider": Provider.CPU})
+    return ModelSet.from_settings(settings)
+
+
+@pytest.fixture(scope="module")
+def model(models: ModelSet) -> CascadeModel:
+    return models.get(models.choose(["flair", "t1"]).folder)
 
 
 @pytest.fixture(scope="module")
 def result(
-    dicom_study: Path, model: CascadeModel, tmp_path_factory: pytest.TempPathFactory
+    dicom_study: Path, models: ModelSet, tmp_path_factory: pytest.TempPathFactory
 ) -> SegmentResult:
     out = tmp_path_factory.mktemp("out") / "result"
-    return segment_study(dicom_study, out, model, get_settings())
+    return segment_study(dicom_study, out, models, get_settings())
+
+
+def test_the_model_choice_and_its_reason_are_in_the_job_log(result: SegmentResult) -> None:
+    log = (result.out_dir / "job.log").read_text()
+    assert "model choice: study has FLAIR+T1+T2: model " in log
+    assert result.model_choice.startswith("study has FLAIR+T1+T2")
 
 
 def test_outputs_written(result: SegmentResult) -> None:

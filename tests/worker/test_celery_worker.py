@@ -19,7 +19,7 @@ import pytest
 from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Settings
 from mslesion.services.jobs import close_study_now, resend
-from mslesion.services.segmentation.manifest import load_manifest
+from mslesion.services.segmentation.manifest import catalogue_folders, load_manifest
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import ForwardState, JobState, ResultKind
 from mslesion.services.store.repositories import forwards, jobs
@@ -138,8 +138,11 @@ def test_real_study_succeeds_in_the_worker(node: Node, real_job: RealJob) -> Non
     assert job.attempts == 1 and job.error is None
     assert job.stage == "done" and job.progress == 1.0
     assert job.provider in KNOWN_PROVIDERS
-    manifest = load_manifest(node.settings.model_dir)
-    assert job.model == f"{manifest.name} {manifest.version}"
+    names = {
+        f"{m.name} {m.version}"
+        for m in map(load_manifest, catalogue_folders(node.settings.model_dir))
+    }
+    assert job.model in names
     host, pid = (job.worker or "").rsplit(":", 1)
     assert host and int(pid) not in (os.getpid(), node.worker.proc.pid)  # a pool process
     assert job.lesion_count and job.lesion_count > 0

@@ -129,8 +129,11 @@ def set_stage(session: Session, job_id: str, stage: str, progress: float) -> Non
 
 
 def succeed(session: Session, job_id: str, outcome: JobOutcome, worker: str | None = None) -> bool:
-    """Store the outcome and result files of a running job; False if it was not running
-    (or, with ``worker``, is no longer held by that worker: another one took it over)."""
+    """Store the outcome and result files of a running job; False if it was not running.
+
+    With ``worker``, also False when that worker no longer holds the job (another one took it
+    over).
+    """
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.RUNNING, *_held_by(worker))
@@ -163,8 +166,10 @@ def fail(
     series: list[dict[str, Any]] | None = None,
     worker: str | None = None,
 ) -> None:
-    """Mark a job failed with a readable reason (no retry follows); with ``worker``, only
-    while that worker still holds the job."""
+    """Mark a job failed with a readable reason (no retry follows).
+
+    With ``worker``, only while that worker still holds the job.
+    """
     values: dict[str, Any] = {"state": JobState.FAILED, "error": error, "finished_at": utcnow()}
     if series is not None:
         values["series"] = series
@@ -172,8 +177,10 @@ def fail(
 
 
 def back_to_queue(session: Session, job_id: str, error: str, worker: str | None = None) -> None:
-    """A transient failure: the job waits for its retry (with ``worker``: only while that
-    worker still holds it)."""
+    """A transient failure: the job waits for its retry.
+
+    With ``worker``, only while that worker still holds it.
+    """
     session.execute(
         update(Job)
         .where(Job.id == job_id, *_held_by(worker))
@@ -188,8 +195,10 @@ def _held_by(worker: str | None) -> list[Any]:
 
 
 def lost_running(session: Session, lease_s: float, older_than_s: float) -> list[str]:
-    """Jobs 'running' for longer than ``lease_s`` (their worker is presumed lost) and not
-    offered again in the last ``older_than_s`` seconds."""
+    """Jobs 'running' longer than ``lease_s``, not offered again in the last ``older_than_s`` s.
+
+    Their worker is presumed lost.
+    """
     now = utcnow()
     lease_cutoff = now - dt.timedelta(seconds=lease_s)
     offer_cutoff = now - dt.timedelta(seconds=older_than_s)
