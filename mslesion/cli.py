@@ -265,6 +265,63 @@ def train(
     typer.echo(f"model {manifest.name} {manifest.version} written to {out}")
 
 
+@app.command("prepare")
+def prepare_cmd(
+    source: Annotated[
+        Path, typer.Argument(help="dataset: <case>/FLAIR[,T1,T2,lesion_mask].nii.gz, any geometry")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for the prepared cases")],
+) -> None:
+    """Bring an annotated dataset onto the model grid with the serving preprocessing."""
+    from mslesion.devtools.prepare import prepare_dataset
+
+    cases = prepare_dataset(source, out)
+    typer.echo(f"{len(cases)} cases prepared in {out}")
+
+
+@app.command("cross-site")
+def cross_site(
+    site: Annotated[
+        list[str], typer.Option(help="NAME=PREPARED_DIR[,PREPARED_DIR...]; two or more sites")
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="write every score as JSON")],
+    recipe: Annotated[str, typer.Option(help="comma-separated training recipes")] = "full",
+    modalities: Annotated[str, typer.Option(help="model inputs, FLAIR first")] = "flair,t1",
+    work: Annotated[Path, typer.Option(help="where fold models are kept")] = Path(
+        "runs/cross_site"
+    ),
+    lesion_bank: Annotated[Path | None, typer.Option(help="lesion bank .npz")] = None,
+    max_epochs: int = 6,
+    seed: int = 42,
+    max_lesion_voxels: int = 1000,
+    synthetic_copies: int = 2,
+) -> None:
+    """Leave-one-site-out: train each recipe on the other sites, score on the held-out one."""
+    from mslesion.devtools.crosssite import (
+        RecipeOptions,
+        evaluate_sites,
+        markdown_table,
+        parse_site,
+    )
+
+    sites = [parse_site(text) for text in site]
+    if len(sites) < 2:
+        raise InputError("cross-site evaluation needs at least two --site")
+    options = RecipeOptions(
+        max_epochs=max_epochs,
+        seed=seed,
+        max_lesion_voxels=max_lesion_voxels,
+        synthetic_copies=synthetic_copies,
+        lesion_bank=lesion_bank,
+    )
+    wanted = [m.strip().lower() for m in modalities.split(",") if m.strip()]
+    results = evaluate_sites(sites, recipe.split(","), wanted, options, work)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"modalities": wanted, "results": [r.model_dump(mode="json") for r in results]}
+    json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    typer.echo(markdown_table(results))
+
+
 @app.command("lesion-bank")
 def lesion_bank_cmd(
     masks_dir: Annotated[

@@ -16,54 +16,19 @@ import logging
 from pathlib import Path
 
 from mslesion.devtools.crosssite import (
+    RECIPES,
+    RecipeOptions,
     Site,
-    leave_one_site_out,
+    evaluate_sites,
     markdown_table,
-    score_baseline,
-    summaries,
 )
 from mslesion.devtools.prepare import load_prepared, prepare_dataset
-from mslesion.models.training.cascade_train import CascadeTrainConfig
-from mslesion.models.training.trainer import TrainConfig
-from mslesion.services.segmentation.inputs import ContextChannel, Standardisation
-from mslesion.services.segmentation.manifest import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SITES = {
     "open-ms": ["open-ms/cross_sectional"],
     "insights-ms": ["insights-ms", "insights-ms-flair-only"],
 }
-# name -> (standardisation, context, contrast_gamma, candidate threshold on channel 0)
-RECIPES = {
-    "zscore": (Standardisation.ZSCORE, (), 0.0, 0.5),
-    "wm-peak": (Standardisation.WM_PEAK, (), 0.0, 0.1),
-    "wm-peak+context": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.0, 0.1),
-    "full": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.4, 0.1),
-}
-
-
-def recipe_config(name: str, modalities: list[str], args: argparse.Namespace) -> CascadeTrainConfig:
-    """The training options of one recipe (everything else shared)."""
-    standardisation, context, gamma, candidate = RECIPES[name]
-    return CascadeTrainConfig(
-        modalities=modalities,
-        train=TrainConfig(
-            batch_size=256,
-            max_epochs=args.max_epochs,
-            patience=2,
-            seed=args.seed,
-            progress=False,
-        ),
-        candidate_flair_z=candidate,
-        max_lesion_voxels=args.max_lesion_voxels,
-        synthetic_copies=args.synthetic_copies,
-        lesions_per_copy=30,
-        lesion_bank=args.lesion_bank,
-        clinical_simulation=0.7,
-        contrast_gamma=gamma,
-        standardisation=standardisation,
-        context=context,
-    )
 
 
 def load_sites(prepared: Path) -> list[Site]:
@@ -96,15 +61,14 @@ def main() -> None:
     args = ap.parse_args()
     modalities = args.modalities.split(",")
     sites = load_sites(args.prepared)
-    results = []
-    for site in sites:
-        cases = site.with_modalities(modalities)
-        results += summaries("baseline", site.name, {0.5: score_baseline(cases)})
-    for recipe in args.recipes.split(","):
-        config = recipe_config(recipe, modalities, args)
-        results += leave_one_site_out(
-            sites, config, f"{recipe}-{'-'.join(modalities)}", args.work, Thresholds()
-        )
+    options = RecipeOptions(
+        max_epochs=args.max_epochs,
+        seed=args.seed,
+        max_lesion_voxels=args.max_lesion_voxels,
+        synthetic_copies=args.synthetic_copies,
+        lesion_bank=args.lesion_bank,
+    )
+    results = evaluate_sites(sites, args.recipes.split(","), modalities, options, args.work)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "modalities": modalities,

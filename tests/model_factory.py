@@ -8,7 +8,8 @@ import torch
 
 from mslesion.models.network import CascadeNet
 from mslesion.models.package import export_model_folder
-from mslesion.services.segmentation.manifest import Thresholds
+from mslesion.services.segmentation.inputs import ContextChannel
+from mslesion.services.segmentation.manifest import Normalisation, Thresholds
 
 
 def random_net(channels: int, seed: int) -> CascadeNet:
@@ -28,11 +29,14 @@ def random_model(
     modalities: tuple[str, ...] = ("flair", "t1"),
     seed: int = 0,
     thresholds: Thresholds | None = None,
+    normalisation: Normalisation | None = None,
+    context: tuple[ContextChannel, ...] = (),
 ) -> Path:
     """Export a cascade of two random nets to ``folder``; returns the folder."""
+    channels = len(modalities) + len(context)
     export_model_folder(
-        random_net(len(modalities), seed),
-        random_net(len(modalities), seed + 1),
+        random_net(channels, seed),
+        random_net(channels, seed + 1),
         folder,
         name="random-test",
         version="0.0.0",
@@ -40,5 +44,7 @@ def random_model(
         spacing_mm=(1.0, 1.0, 1.0),
         thresholds=thresholds or Thresholds(),
         training={"note": "random weights for tests"},
+        normalisation=normalisation,
+        context=list(context),
     )
     return folder

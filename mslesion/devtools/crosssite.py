@@ -21,12 +21,13 @@ import numpy as np
 from pydantic import BaseModel
 
 from mslesion.devtools.metrics import CaseMetrics, EvaluationSummary, evaluate_case, summarise
-from mslesion.devtools.prepare import PreparedCase, native_truth, to_native
+from mslesion.devtools.prepare import PreparedCase, load_prepared, native_truth, to_native
 from mslesion.services.config import Provider
+from mslesion.services.errors import InputError
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.pipeline import binarise_native
 from mslesion.services.segmentation.cascade import CascadeModel
-from mslesion.services.segmentation.inputs import prepare_stack
+from mslesion.services.segmentation.inputs import ContextChannel, Standardisation, prepare_stack
 from mslesion.services.segmentation.manifest import Thresholds
 from mslesion.services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
@@ -42,6 +43,13 @@ log = logging.getLogger(__name__)
 BASELINE_Z = 1.5
 BASELINE_LMIN_ML = 0.010
 T_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
+# recipe -> (standardisation, context channels, contrast gamma, candidate threshold, channel 0)
+RECIPES: dict[str, tuple[Standardisation, tuple[ContextChannel, ...], float, float]] = {
+    "zscore": (Standardisation.ZSCORE, (), 0.0, 0.5),
+    "wm-peak": (Standardisation.WM_PEAK, (), 0.0, 0.1),
+    "wm-peak+context": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.0, 0.1),
+    "full": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.4, 0.1),
+}
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
 
 
@@ -55,6 +63,49 @@ class Site:
     def with_modalities(self, modalities: Sequence[str]) -> tuple[PreparedCase, ...]:
         """The cases that hold every modality a model takes."""
         return tuple(c for c in self.cases if set(modalities) <= set(c.modalities))
+
+
+@dataclass(frozen=True)
+class RecipeOptions:
+    """Training options shared by every recipe of one evaluation."""
+
+    max_epochs: int = 6
+    seed: int = 42
+    max_lesion_voxels: int = 1000
+    synthetic_copies: int = 2
+    lesion_bank: Path | None = None
+    clinical_simulation: float = 0.7
+
+
+def recipe_config(
+    name: str, modalities: Sequence[str], options: RecipeOptions
+) -> CascadeTrainConfig:
+    """The training configuration of a named recipe (see :data:`RECIPES`)."""
+    from mslesion.models.training.cascade_train import CascadeTrainConfig
+    from mslesion.models.training.trainer import TrainConfig
+
+    if name not in RECIPES:
+        raise InputError(f"unknown recipe {name!r}: one of {', '.join(RECIPES)}")
+    standardisation, context, gamma, candidate = RECIPES[name]
+    return CascadeTrainConfig(
+        modalities=list(modalities),
+        train=TrainConfig(
+            batch_size=256,
+            max_epochs=options.max_epochs,
+            patience=2,
+            seed=options.seed,
+            progress=False,
+        ),
+        candidate_flair_z=candidate,
+        max_lesion_voxels=options.max_lesion_voxels,
+        synthetic_copies=options.synthetic_copies,
+        lesions_per_copy=30,
+        lesion_bank=options.lesion_bank,
+        clinical_simulation=options.clinical_simulation,
+        contrast_gamma=gamma,
+        standardisation=standardisation,
+        context=context,
+    )
 
 
 class SiteScores(BaseModel):
@@ -198,3 +249,32 @@ def leave_one_site_out(
             )
         results += summaries(recipe, held.name, score_model(folder, test_cases))
     return results
+
+
+def evaluate_sites(
+    sites: Sequence[Site],
+    recipes: Sequence[str],
+    modalities: Sequence[str],
+    options: RecipeOptions,
+    work: Path,
+) -> list[SiteScores]:
+    """The baseline on every site, then each recipe trained leave-one-site-out."""
+    results: list[SiteScores] = []
+    for site in sites:
+        cases = site.with_modalities(modalities)
+        if cases:
+            results += summaries("baseline", site.name, {0.5: score_baseline(cases)})
+    for recipe in recipes:
+        config = recipe_config(recipe, modalities, options)
+        label = f"{recipe}-{'-'.join(modalities)}"
+        results += leave_one_site_out(sites, config, label, work, Thresholds())
+    return results
+
+
+def parse_site(text: str) -> Site:
+    """``NAME=DIR[,DIR...]`` (folders of prepared cases) as a :class:`Site`."""
+    name, sep, folders = text.partition("=")
+    if not sep or not name or not folders:
+        raise InputError(f"--site {text!r}: expected NAME=PREPARED_DIR[,PREPARED_DIR...]")
+    cases = [c for folder in folders.split(",") for c in load_prepared(Path(folder))]
+    return Site(name, tuple(cases))

@@ -148,6 +148,8 @@ def prepare_dataset(source: Path, target: Path) -> list[PreparedCase]:
 
 def load_prepared(folder: Path) -> list[PreparedCase]:
     """Every prepared case under ``folder``, by name."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder of prepared cases")
     cases = [PreparedCase.load(p) for p in sorted(folder.iterdir()) if (p / NATIVE_NAME).is_file()]
     if not cases:
         raise InputError(f"{folder}: no prepared cases (run `mslesion prepare` first)")
