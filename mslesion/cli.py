@@ -52,8 +52,16 @@ def configure_logging(*, verbose: bool) -> None:
     root.setLevel(library_level)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(library_level)
+        _inherit_children(name)
     log.setLevel(logging.INFO)
     apply_log_policy()
+
+
+def _inherit_children(name: str) -> None:
+    """Make loggers below ``name`` follow it (a library may have set their levels itself)."""
+    for child, logger in logging.root.manager.loggerDict.items():
+        if child.startswith(name + ".") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.NOTSET)
 
 
 @app.callback()

@@ -19,6 +19,7 @@ import pytest
 from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Settings
 from mslesion.services.jobs import close_study_now, resend
+from mslesion.services.segmentation.catalogue import ModelSet
 from mslesion.services.segmentation.manifest import catalogue_folders, load_manifest
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import ForwardState, JobState, ResultKind
@@ -154,7 +155,8 @@ def test_real_study_succeeds_in_the_worker(node: Node, real_job: RealJob) -> Non
 
 def test_series_chosen_are_recorded(node: Node, real_job: RealJob) -> None:
     series = {s["role"]: s for s in node.job(real_job.job_id).series}
-    assert set(series) == {"flair", "t1", "t2"}
+    chosen = ModelSet(node.settings.model_dir).choose(["flair", "t1", "t2"]).manifest
+    assert set(series) == set(chosen.modalities)  # the series the chosen model used
     assert series["flair"]["series_description"] == "AX FLAIR"
     for role, entry in series.items():
         assert entry["series_instance_uid"]

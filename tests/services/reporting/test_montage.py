@@ -13,6 +13,7 @@ from mslesion.services.errors import InputError
 from mslesion.services.reporting.montage import (
     HEADER_PX,
     OUTLINE_RGB,
+    TILE_PX,
     WARNING_RGB,
     choose_slices,
     montage_size,
@@ -21,6 +22,7 @@ from mslesion.services.reporting.montage import (
 )
 from mslesion.services.reporting.seg import patient_affine
 from mslesion.services.segmentation.postprocess import LesionReport
+from tests.services.imaging.scenes import TILTED_16, centred_grid, head_scene
 from tests.services.reporting.conftest import MODEL_NAME, MODEL_VERSION
 
 
@@ -114,3 +116,20 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
         render_montage(
             np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), tmp_path / "x.png", n_slices=0, title="t"
         )
+
+
+def test_tilted_thick_slice_study_gets_an_axial_montage_in_radiological_convention(
+    tmp_path: Path,
+) -> None:
+    """The issue's study: 3 mm slices tilted 16° once failed with "no clear axial orientation"."""
+    shape = (60, 250, 250)
+    affine = centred_grid(TILTED_16[:3, :3], shape)
+    image, lesion = head_scene(affine, shape)  # the lesion is in the patient's right front
+    path = render_montage(
+        image, lesion.astype(np.uint8), tmp_path / "m.png", n_slices=1, title="t", affine=affine
+    )
+    tile = _pixels(path)[HEADER_PX:]
+    rows, columns = np.nonzero(np.all(tile == OUTLINE_RGB, axis=-1))
+    assert rows.size > 50
+    assert columns.mean() < TILE_PX / 2  # the patient's right on the image's left
+    assert rows.mean() < TILE_PX / 2  # anterior at the top
