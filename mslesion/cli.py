@@ -20,6 +20,7 @@ from mslesion.services.config import Provider, get_settings
 from mslesion.services.errors import InputError, MSLesionError
 from mslesion.services.logpolicy import apply_log_policy
 from mslesion.services.segmentation.cascade import Method
+from mslesion.services.segmentation.inputs import Standardisation
 from mslesion.services.store.enums import Role
 
 if TYPE_CHECKING:
@@ -202,7 +203,8 @@ def evaluate(
 @app.command()
 def train(
     data_dir: Annotated[
-        Path, typer.Argument(help="one folder per subject: FLAIR, T1, T2, lesion_mask")
+        list[Path],
+        typer.Argument(help="dataset folder(s), one sub-folder per subject (see `prepare`)"),
     ],
     out: Annotated[Path, typer.Option(help="model folder to write")],
     modalities: Annotated[str, typer.Option(help="input channels, FLAIR first")] = "flair,t1",
@@ -228,6 +230,17 @@ def train(
         Path | None,
         typer.Option(help="lesion bank .npz (see models/shipped/flair_t1/MODEL_CARD.md)"),
     ] = None,
+    standardisation: Annotated[
+        Standardisation, typer.Option(help="intensity standardisation (wm-peak needs `prepare`)")
+    ] = Standardisation.ZSCORE,
+    context: Annotated[str, typer.Option(help="context channels, e.g. wm_prior")] = "",
+    contrast_gamma: Annotated[
+        float, typer.Option(help="max |log gamma| of synthetic copies' contrast change (0: off)")
+    ] = 0.0,
+    candidate_threshold: Annotated[
+        float | None,
+        typer.Option(help="standardised FLAIR above which net 1 scores (default 0.5 z / 0.1)"),
+    ] = None,
     t_bin: float = 0.5,
     l_min: int = 10,
     name: str = "custom",
@@ -243,8 +256,11 @@ def train(
         raise MSLesionError(
             f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
         ) from exc
+    from mslesion.services.segmentation.inputs import ContextChannel
     from mslesion.services.segmentation.manifest import Thresholds
 
+    if candidate_threshold is None:
+        candidate_threshold = 0.5 if standardisation is Standardisation.ZSCORE else 0.1
     config = CascadeTrainConfig(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
         train=TrainConfig(
@@ -260,6 +276,10 @@ def train(
         lesion_bank=lesion_bank,
         clinical_simulation=clinical_simulation,
         init=init,
+        contrast_gamma=contrast_gamma,
+        standardisation=standardisation,
+        context=tuple(ContextChannel(c.strip()) for c in context.split(",") if c.strip()),
+        candidate_flair_z=candidate_threshold,
     )
     manifest = run_training(
         data_dir,

@@ -27,6 +27,7 @@ from mslesion.services.dicom.reader import SeriesVolume, Study, read_source_data
 from mslesion.services.dicom.selection import Selection, select_series
 from mslesion.services.dicom.zipguard import ZipLimits
 from mslesion.services.errors import InputError
+from mslesion.services.imaging.geometry import voxel_volume_ml
 from mslesion.services.imaging.preprocess import preprocess
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.reporting.json_report import (
@@ -163,7 +164,7 @@ def segment_study(
         prob_native = _array(pre.to_native(out.prob, "linear")).astype(np.float32)
         th = manifest.thresholds
         model_voxel_ml = voxel_volume_ml_from_spacing(manifest.spacing_mm)
-        voxel_ml = voxel_volume_ml_from_spacing(flair.image.GetSpacing())
+        voxel_ml = voxel_volume_ml(flair.image)  # |det|: right for sheared grids too
         mask = binarise_native(prob_native, th.t_bin, th.l_min * model_voxel_ml, voxel_ml)
         brain_ml = float(_array(pre.brain_native()).astype(bool).sum()) * voxel_ml
     with timer.stage("outputs"):

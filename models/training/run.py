@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run_training(
-    data_dir: Path,
+    data_dir: Path | list[Path],
     out: Path,
     config: CascadeTrainConfig,
     thresholds: Thresholds,
@@ -27,11 +27,14 @@ def run_training(
     version: str,
     subjects: list[str] | None = None,
 ) -> Manifest:
-    """Train on every subject folder of ``data_dir`` (or ``subjects``) and export to ``out``."""
-    data = load_dataset(data_dir, config.modalities, only=subjects)
-    return train_and_export(
-        data, str(data_dir), out, config, thresholds, name=name, version=version
-    )
+    """Train on every subject folder of ``data_dir`` (or ``subjects``) and export to ``out``.
+
+    ``data_dir`` may be several dataset folders (e.g. two sites); their subjects are pooled.
+    """
+    folders = data_dir if isinstance(data_dir, list) else [data_dir]
+    data = [s for d in folders for s in load_dataset(d, config.modalities, only=subjects)]
+    description = ",".join(str(d) for d in folders)
+    return train_and_export(data, description, out, config, thresholds, name=name, version=version)
 
 
 def train_and_export(

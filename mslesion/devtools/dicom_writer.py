@@ -138,28 +138,36 @@ class _Grid:
         return np.cross(self.row_direction, self.column_direction)
 
 
-def _grid(affine_ras: np.ndarray, source: Path) -> _Grid:
+def _grid(affine_ras: np.ndarray, source: Path, allow_shear: bool) -> _Grid:
     affine = RAS_TO_LPS @ affine_ras
     axes = affine[:3, :3]
     lengths = np.linalg.norm(axes, axis=0)
     if not (lengths > 0).all():
         raise ValueError(f"{source}: degenerate affine (a zero-length voxel axis)")
     unit = axes / lengths
-    if np.abs(unit.T @ unit - np.eye(3)).max() > ORTHOGONALITY_TOL:
-        # DICOM slices could carry a shear, but no reader assembles such a stack into a volume.
+    if abs(float(unit[:, 0] @ unit[:, 1])) > ORTHOGONALITY_TOL:
+        raise ValueError(f"{source}: the affine is sheared (rows and columns not orthogonal)")
+    normal = np.cross(unit[:, 0], unit[:, 1])
+    along = abs(float(axes[:, 2] @ normal))  # slice gap along the normal
+    # DICOM carries a sheared stack (a gantry tilt) in ImagePositionPatient; a sheared NIfTI
+    # is far more often a mistake, so writing one must be asked for.
+    if along < lengths[2] * (1 - ORTHOGONALITY_TOL) and not allow_shear:
         raise ValueError(f"{source}: the affine is sheared (voxel axes not orthogonal)")
+    if along < ORTHOGONALITY_TOL * lengths[2]:
+        raise ValueError(f"{source}: the slice axis lies within the slice plane")
     return _Grid(affine, unit[:, 0], unit[:, 1], float(lengths[0]), float(lengths[1]),
-                 float(lengths[2]))  # fmt: skip
+                 along)  # fmt: skip
 
 
-def _load_nifti(path: Path) -> tuple[np.ndarray, _Grid]:
+def _load_nifti(path: Path, allow_shear: bool = False) -> tuple[np.ndarray, _Grid]:
     image = nib.load(str(path))
     data = np.asanyarray(image.dataobj)  # type: ignore[attr-defined]
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
-    return data, _grid(np.asarray(image.affine, dtype=np.float64), path)  # type: ignore[attr-defined]
+    affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    return data, _grid(affine, path, allow_shear)
 
 
 @dataclass(frozen=True)
@@ -333,6 +341,7 @@ def nifti_to_series(
     series_number: int,
     protocol_params: Mapping[str, Any] | None = None,
     frame_of_reference_uid: str | None = None,
+    allow_shear: bool = False,
 ) -> list[Path]:
     """Write a 3D NIfTI as an MR Image Storage series, one file per slice, in ``out_dir``.
 
@@ -340,9 +349,12 @@ def nifti_to_series(
     SequenceVariant, RepetitionTime, EchoTime, InversionTime, MRAcquisitionType,
     MagneticFieldStrength...) to values; they override a generic spin echo. Float data are
     stored as uint16 with RescaleSlope/Intercept. Returns the files in slice order (k).
-    Raises ``ValueError`` for a non-3D or sheared volume, a bad parameter or an existing file.
+    ``allow_shear`` writes a NIfTI whose slice axis leans from the normal as a sheared stack
+    (slice positions offset within the slice plane, as a gantry tilt gives).
+    Raises ``ValueError`` for a non-3D or (unless allowed) sheared volume, a bad parameter
+    or an existing file.
     """
-    data, grid = _load_nifti(nifti)
+    data, grid = _load_nifti(nifti, allow_shear)
     pixels = _to_pixels(data, nifti)
     frame_of_reference = frame_of_reference_uid or study.frame_of_reference_uid or new_uid()
     template = Dataset()
@@ -409,13 +421,14 @@ def _is_3d(nifti: Path) -> bool:
 
 
 def write_study(
-    niftis: Mapping[str, Path], out_dir: Path, study: StudyInfo
+    niftis: Mapping[str, Path], out_dir: Path, study: StudyInfo, *, allow_shear: bool = False
 ) -> dict[str, list[Path]]:
     """Write FLAIR/T1W/T2W NIfTI files as the series of one DICOM study, one folder each.
 
     Keys of ``niftis`` are roles (FLAIR, T1W or T1, T2W or T2; any case). Each series gets a
     typical description ("AX FLAIR", "T1W", "T2W") and TR/TE/TI of its contrast (2D or 3D by
     slice thickness); all share the study's UIDs and one frame of reference.
+    ``allow_shear`` as for :func:`nifti_to_series`.
     """
     frame_of_reference = study.frame_of_reference_uid or new_uid()
     written: dict[str, list[Path]] = {}
@@ -430,5 +443,6 @@ def write_study(
             series_number=defaults.series_number,
             protocol_params={**protocol, "MRAcquisitionType": "3D" if _is_3d(nifti) else "2D"},
             frame_of_reference_uid=frame_of_reference,
+            allow_shear=allow_shear,
         )
     return written

@@ -1,8 +1,13 @@
 """Slice geometry of one series: its frames, checked to stack into a regular 3D grid.
 
-A volume's axes are the row direction, the column direction and the slice normal
-(row × column); slices are ordered by position along the normal. Errors name the slices at
-fault (which one is sheared, where a slice is missing, which share a position).
+A volume's axes are the row direction, the column direction and the slice axis: the line
+through the slice positions, which is the normal (row × column) unless the stack is sheared;
+slices are ordered by position along the normal. The rules and tolerances are those of the
+one geometry model, :mod:`mslesion.services.imaging.geometry`. Errors name the slices at
+fault (which one is off the line, where a slice is missing, which share a position).
+
+Only headers are needed: :func:`stack_problem` runs during series selection, so a series
+that cannot be a volume is refused before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -16,16 +21,22 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from mslesion.services.dicom.attributes import attribute, frame_echo_time, n_frames, number
+from mslesion.services.dicom.errors import DicomInputError
 from mslesion.services.dicom.sources import SourceFile
 from mslesion.services.dicom.study import Series, SourceFrame
+from mslesion.services.imaging.geometry import (
+    GAP_ATOL_MM,
+    MAX_SHEAR_DEG,
+    OFF_LINE_ATOL_MM,
+    SliceLine,
+    fit_slice_line,
+    gap_tolerance,
+    straight_step,
+)
 
-# Geometry tolerances. DICOM stores positions as decimal strings of at most 16 characters,
-# so real series carry rounding noise of ~1e-4 mm; these bounds sit well above that and well
-# below any real error (a moved or missing slice is at least ~0.5 mm off).
-SPACING_RTOL = 0.01
-SPACING_ATOL_MM = 0.01
+# Stack tolerances live with the geometry model (services.imaging.geometry), shared with
+# the SEG writer; orientation noise of 6-digit decimal strings stays far below this.
 ORIENTATION_ATOL = 1e-3
-IN_PLANE_ATOL_MM = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,13 +142,28 @@ def series_frames(series: Series, echo_time: float | None) -> list[Frame]:
     return frames
 
 
+def stack_problem(series: Series, echo_time: float | None = None) -> str | None:
+    """Why the frames of ``series`` (of one echo) cannot stack into one volume, or None.
+
+    Headers only, so it is cheap: series selection asks it of every candidate, and a study
+    whose FLAIR cannot be a volume is refused before anything is decoded or computed.
+    """
+    try:
+        frames = series_frames(series, echo_time)
+        check_size(series, frames)
+        stack_frames(series, frames)
+    except DicomInputError as exc:
+        return exc.problem
+    return None
+
+
 @dataclass(frozen=True)
 class Stack:
     """How frames stack into a volume: their z order and the volume's LPS geometry."""
 
     order: list[int]
     origin: np.ndarray
-    direction: np.ndarray  # 3×3, columns: row direction, column direction, slice normal
+    direction: np.ndarray  # 3×3 unit columns: row direction, column direction, slice axis
     spacing: tuple[float, float, float]
 
 
@@ -193,7 +219,12 @@ def _fmt(values: Iterable[float]) -> str:
 
 
 def stack_frames(series: Series, frames: Sequence[Frame]) -> Stack:
-    """Order ``frames`` along their normal after checking they form a regular 3D grid."""
+    """Order ``frames`` along their normal after checking they form a regular 3D grid.
+
+    The slice axis is the line through the slice positions: the normal for every MR
+    acquisition, leaning within the slice plane for a sheared stack (gantry tilt), which
+    is accepted up to :data:`~mslesion.services.imaging.geometry.MAX_SHEAR_DEG`.
+    """
     # Not highdicom.spatial.get_volume_positions: it answers (None, None) for a bad stack,
     # while these checks name the sheared, duplicate or missing slices in the error.
     if len(frames) < 2:
@@ -206,40 +237,46 @@ def stack_frames(series: Series, frames: Sequence[Frame]) -> Stack:
     positions = np.array([f.position for f in frames])
     distances = positions @ direction[:, 2]
     order = [int(i) for i in np.argsort(distances, kind="stable")]
-    _check_in_plane(series, frames, positions, direction, order)
-    gap = _check_gaps(series, [frames[i] for i in order], distances[order])
-    return Stack(order, positions[order[0]], direction, (spacing[1], spacing[0], gap))
+    ordered = [frames[i] for i in order]
+    _check_gaps(series, ordered, distances[order])
+    line = fit_slice_line(positions[order], direction[:, 2])
+    _check_line(series, ordered, line)
+    step = straight_step(line, direction[:, 2])
+    step_mm = float(np.linalg.norm(step))
+    slice_axis = step / step_mm
+    grid = np.column_stack([direction[:, 0], direction[:, 1], slice_axis])
+    return Stack(order, positions[order[0]], grid, (spacing[1], spacing[0], step_mm))
 
 
-def _check_in_plane(
-    series: Series,
-    frames: Sequence[Frame],
-    positions: np.ndarray,
-    direction: np.ndarray,
-    order: list[int],
-) -> None:
-    """Refuse slices that are not stacked straight along the normal (shear, tilt)."""
-    in_plane = positions @ direction[:, :2]
-    offset = np.abs(in_plane - in_plane[order[0]]).max(axis=1)
-    worst = int(np.argmax(offset))
-    if offset[worst] > IN_PLANE_ATOL_MM:
+def _check_line(series: Series, frames: Sequence[Frame], line: SliceLine) -> None:
+    """Refuse slices off the straight line through the stack, and too steep a shear."""
+    worst = int(np.argmax(line.off_line_mm))
+    if line.off_line_mm[worst] > OFF_LINE_ATOL_MM:
         raise series.error(
-            f"slices are not stacked along their normal: {frames[worst].label()} is shifted "
-            f"{offset[worst]:.3f} mm within the slice plane (sheared or tilted stack)"
+            f"slices are not stacked along one straight line: {frames[worst].label()} lies "
+            f"{line.off_line_mm[worst]:.3f} mm within the slice plane from the line through "
+            f"the other slices (at most {OFF_LINE_ATOL_MM} mm): a moved slice or a mix of "
+            "stacks, not one volume"
+        )
+    if line.shear_deg > MAX_SHEAR_DEG:
+        raise series.error(
+            f"sheared stack: slice positions lean {line.shear_deg:.1f}° from the slice normal "
+            f"(each slice is offset within its plane from the previous one); at most "
+            f"{MAX_SHEAR_DEG:g}° (a gantry tilt) is supported"
         )
 
 
-def _check_gaps(series: Series, frames: Sequence[Frame], distances: np.ndarray) -> float:
-    """Check a regular slice spacing; return it (mm). Frames and distances are sorted."""
+def _check_gaps(series: Series, frames: Sequence[Frame], distances: np.ndarray) -> None:
+    """Check a regular slice spacing along the normal. Frames and distances are sorted."""
     gaps = np.diff(distances)
-    duplicates = [i for i, g in enumerate(gaps) if g < SPACING_ATOL_MM]
+    duplicates = [i for i, g in enumerate(gaps) if g < GAP_ATOL_MM]
     if duplicates:
         raise series.error(_duplicate_message(series, frames, distances, duplicates))
     nominal = float(np.median(gaps))
-    tol = max(SPACING_ATOL_MM, SPACING_RTOL * nominal)
+    tol = gap_tolerance(nominal)
     irregular = [i for i, g in enumerate(gaps) if abs(g - nominal) > tol]
     if not irregular:
-        return float((distances[-1] - distances[0]) / (len(distances) - 1))
+        return
     details = [_gap_detail(frames, distances, i, nominal) for i in irregular[:5]]
     more = f" and {len(irregular) - 5} more" if len(irregular) > 5 else ""
     multiples = [round(gaps[i] / nominal) for i in irregular]

@@ -12,7 +12,8 @@ slice normal (row × column), so the z axis runs along increasing position on th
 This module is the reading API; the work is done by one module per concern: ``sources``
 (folders, zip members) behind ``zipguard`` (archive checks), ``headers`` (header pass) with
 ``attributes`` (header values), ``grouping`` (series summaries, one study per input),
-``checks`` (SOP class, transfer syntax), ``geometry`` (slice stacking) and ``pixels``
+``checks`` (SOP class, transfer syntax), ``geometry`` (slice stacking, also checked from
+headers alone by :func:`stack_problem`) and ``pixels``
 (decoding, volume assembly).
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from mslesion.services.dicom.checks import series_problem, transfer_syntax_problem, uid_label
 from mslesion.services.dicom.errors import DicomInputError
+from mslesion.services.dicom.geometry import stack_problem
 from mslesion.services.dicom.grouping import group_series, refuse_mixed_studies
 from mslesion.services.dicom.headers import read_instances
 from mslesion.services.dicom.pixels import load_series_volume, read_source_datasets
@@ -46,6 +48,7 @@ __all__ = [
     "read_source_datasets",
     "read_study",
     "series_problem",
+    "stack_problem",
     "transfer_syntax_problem",
     "uid_label",
 ]

@@ -27,6 +27,7 @@ from mslesion.services.dicom.reader import (
     Study,
     load_series_volume,
     series_problem,
+    stack_problem,
     uid_label,
 )
 
@@ -257,12 +258,27 @@ def classify_series(
     for role, rule in rules.roles.items():
         decision = _match_role(series, role, rule, text)
         if decision is not None and decision.role is not None:
-            return decision
+            return _with_geometry(decision)
         if decision is not None:
             misses.append(decision.reason)
     roles = "/".join(r.upper() for r in rules.roles)
     return Decision(
         series, None, "; ".join(misses) or f"name and parameters match no role ({roles})"
+    )
+
+
+def _with_geometry(decision: Decision) -> Decision:
+    """``decision``, or a rejection when its slices (of its echo) cannot form one volume.
+
+    From the headers alone: a study whose only FLAIR cannot be a volume is refused here,
+    before anything is decoded or computed, and another candidate can take its place.
+    """
+    problem = stack_problem(decision.series, decision.echo_time)
+    if problem is None:
+        return decision
+    role = (decision.role or "").upper()
+    return Decision(
+        decision.series, None, f"{decision.reason}, but it cannot be a {role} volume: {problem}"
     )
 
 

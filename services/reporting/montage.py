@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mslesion.services.errors import InputError
+from mslesion.services.imaging.axial import radiological_axial
 from mslesion.services.reporting.identity import RESEARCH_DISCLAIMER
 from mslesion.services.reporting.seg import LESION_DISPLAY_RGB
 from mslesion.services.segmentation.postprocess import LesionReport
@@ -60,17 +61,18 @@ def render_montage(
 
     ``flair`` and ``mask`` share one 3D grid. Without ``affine`` their axis 0 is taken as the
     axial slice axis and slices are shown as stored. With ``affine`` (voxel index -> DICOM
-    patient LPS mm, e.g. :func:`services.reporting.seg.patient_affine`) the volume is turned
-    to the nearest axial orientation in radiological convention (patient's right on the
-    image's left, anterior at the top, inferior slices first) with square physical pixels;
-    oblique scans are shown along their nearest patient axes, not resampled.
+    patient LPS mm, e.g. :func:`services.reporting.seg.patient_affine`) both are resampled
+    onto a radiological axial grid (patient's right on the image's left, anterior at the top,
+    inferior slices first; :func:`services.imaging.axial.radiological_axial`), whatever the
+    acquisition: tilted, sagittal, coronal, flipped or sheared.
 
     Slices with the most lesion voxels are chosen (spread over the lesions), plus evenly
     spaced context slices through the brain; the header shows ``title`` and the research-use
     disclaimer.
 
     Raises:
-        InputError: when the arrays are not 3D with equal shapes, or ``n_slices`` < 1.
+        InputError: when the arrays are not 3D with equal shapes, ``n_slices`` < 1, or the
+            affine is not a grid (see :func:`services.imaging.geometry.axes_and_spacing`).
     """
     if flair.ndim != 3 or flair.shape != mask.shape:
         raise InputError(f"flair {flair.shape} and mask {mask.shape} must be 3D and equal")
@@ -80,7 +82,8 @@ def render_montage(
     lesions = mask > 0
     spacing = (1.0, 1.0)
     if affine is not None:
-        image, lesions, spacing = _to_axial(image, lesions, affine)
+        view = radiological_axial(image, lesions, affine)
+        image, lesions, spacing = view.image, view.mask, view.pixel_mm
     low, high = _window(image)
     rows, columns = _head_box(image, high)
     image, lesions = image[:, rows, columns], lesions[:, rows, columns]
@@ -138,24 +141,6 @@ def _add_context(chosen: list[int], brain_slices: np.ndarray, n: int) -> None:
         nearest = min(free, key=lambda k: abs(k - target))
         chosen.append(nearest)
         free.remove(nearest)
-
-
-def _to_axial(
-    image: np.ndarray, lesions: np.ndarray, affine: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Reorder axes to (inferior->superior, anterior->posterior, right->left); in-plane mm."""
-    directions = np.asarray(affine, dtype=np.float64)[:3, :3]
-    axis_of = [int(np.argmax(np.abs(directions[lps]))) for lps in (2, 1, 0)]  # z, y, x
-    if sorted(axis_of) != [0, 1, 2]:
-        raise InputError(f"affine has no clear axial orientation: {directions.tolist()}")
-    image = np.transpose(image, axis_of)
-    lesions = np.transpose(lesions, axis_of)
-    for out_axis, (lps, in_axis) in enumerate(zip((2, 1, 0), axis_of, strict=True)):
-        if directions[lps, in_axis] < 0:  # index must grow along +LPS for this layout
-            image = np.flip(image, axis=out_axis)
-            lesions = np.flip(lesions, axis=out_axis)
-    sizes = np.linalg.norm(directions, axis=0)
-    return image, lesions, (float(sizes[axis_of[1]]), float(sizes[axis_of[2]]))
 
 
 def _head_box(image: np.ndarray, high: float) -> tuple[slice, slice]:

@@ -16,6 +16,14 @@ from pydicom.sr.coding import Code
 
 from mslesion.services.config import Settings
 from mslesion.services.errors import InputError
+from mslesion.services.imaging.geometry import (
+    GAP_ATOL_MM,
+    MAX_SHEAR_DEG,
+    OFF_LINE_ATOL_MM,
+    fit_slice_line,
+    gap_tolerance,
+    straight_step,
+)
 from mslesion.services.reporting.identity import (
     ALGORITHM_FAMILY,
     SEG_SERIES_NUMBER,
@@ -36,8 +44,6 @@ SEG_SERIES_DESCRIPTION = "MS lesions (research use, unverified)"
 SEG_CONTENT_LABEL = "MS_LESIONS"  # CS: upper case, at most 16 characters
 LESION_DISPLAY_RGB = (255, 48, 48)  # red stands out on grey-scale FLAIR
 
-_POSITION_TOL_MM = 0.05
-"""Slices whose spacing differs by more than this are not one regular grid."""
 _CENTROID_TOL_MM = 0.5
 """Far below a voxel and far above float rounding: a sign or axis mix-up is centimetres."""
 
@@ -93,9 +99,11 @@ def patient_affine(source_images: Sequence[Dataset]) -> np.ndarray:
     Give it to :func:`services.segmentation.postprocess.describe_lesions` so that lesion
     centroids come out in the patient coordinates the SEG and SR use.
 
+    The frame axis is the step between frames: the normal, or the lean of a sheared stack.
+
     Raises:
         InputError: when geometry is missing or the frames are not evenly spaced along one
-            direction (the mask would then not be a regular 3D grid).
+            straight line (the mask would then not be a regular 3D grid).
     """
     positions, orientation, spacing = _frame_geometry(source_images)
     row_dir, col_dir = orientation[:3], orientation[3:]
@@ -107,7 +115,7 @@ def patient_affine(source_images: Sequence[Dataset]) -> np.ndarray:
         # One slice has no neighbour to measure the step: its thickness sets the voxel volume.
         affine[:3, 0] = np.cross(row_dir, col_dir) * _single_slice_thickness(source_images[0])
     else:
-        affine[:3, 0] = _slice_step(positions)
+        affine[:3, 0] = _slice_step(positions, np.cross(row_dir, col_dir))
     return affine
 
 
@@ -145,20 +153,32 @@ def _single_slice_thickness(image: Dataset) -> float:
     raise InputError("a single source slice has neither SpacingBetweenSlices nor SliceThickness")
 
 
-def _slice_step(positions: np.ndarray) -> np.ndarray:
-    """Vector between consecutive frames; checks the frames form an evenly spaced stack."""
-    steps = np.diff(positions, axis=0)
-    step = steps.mean(axis=0)
-    if np.linalg.norm(step) < _POSITION_TOL_MM:
+def _slice_step(positions: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Vector between consecutive frames; checks the frames form one regular stack.
+
+    The rules and tolerances are the DICOM reader's (:mod:`services.imaging.geometry`), so
+    a FLAIR that the reader assembled always passes here, sheared or not.
+    """
+    line = fit_slice_line(positions, normal)
+    gaps = line.gaps
+    nominal = float(np.median(gaps))
+    if abs(nominal) < GAP_ATOL_MM:
         raise InputError("source frames share one position: not a 3D stack")
-    if np.abs(steps - step).max() > _POSITION_TOL_MM:
+    if (np.sign(gaps) != np.sign(nominal)).any() or (
+        np.abs(gaps - nominal).max() > gap_tolerance(nominal)
+    ):
         raise InputError(
             "source frames are not evenly spaced in the given order "
-            f"(steps from {np.linalg.norm(steps, axis=1).min():.3f} to "
-            f"{np.linalg.norm(steps, axis=1).max():.3f} mm): sort them along the slice normal "
-            "and give one regular stack"
+            f"(gaps along the normal from {gaps.min():.3f} to {gaps.max():.3f} mm): sort them "
+            "along the slice normal and give one regular stack"
         )
-    return step
+    if line.off_line_mm.max() > OFF_LINE_ATOL_MM or line.shear_deg > MAX_SHEAR_DEG:
+        raise InputError(
+            f"source frames are not one straight stack (a frame lies {line.off_line_mm.max():.3f}"
+            f" mm off the line through the others; the line leans {line.shear_deg:.1f}° from "
+            f"the normal, at most {MAX_SHEAR_DEG:g}°)"
+        )
+    return straight_step(line, normal)
 
 
 def _frame_geometry(

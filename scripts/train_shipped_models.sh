@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduces the shipped models (models/shipped/{flair,flair_t1,flair_t1_t2}) from
+# ../shared/data: both sites prepared with the serving preprocessing, the cross-site recipe
+# "full" (wm-peak standardisation, template white matter as a channel, contrast, thick-slice
+# and bias augmentation, lesion synthesis). Needs the [cpu,train] extras; ~25 min per model
+# on 2 cores. OUT (default models/shipped) may point elsewhere to compare before replacing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=../shared/data
+OUT=${OUT:-models/shipped}
+P=runs/prepared
+mkdir -p runs
+[ -f runs/lesion_bank.npz ] || mslesion lesion-bank "$DATA/open-ms/cross_sectional_masks_only" --out runs/lesion_bank.npz
+mslesion prepare "$DATA/open-ms/cross_sectional" --out $P/cross_sectional
+mslesion prepare "$DATA/insights-ms" --out $P/insights-ms
+mslesion prepare "$DATA/insights-ms-flair-only" --out $P/insights-ms-flair-only
+OPTS=(--standardisation wm-peak --context wm_prior --contrast-gamma 0.4 --candidate-threshold 0.1
+      --lesion-bank runs/lesion_bank.npz --synthetic-copies 2 --lesions-per-copy 30
+      --clinical-simulation 0.7 --max-lesion-voxels 1000 --batch-size 256 --max-epochs 6
+      --patience 2 --seed 42 --version 2.0.0 --quiet)
+mslesion train $P/cross_sectional $P/insights-ms $P/insights-ms-flair-only --modalities flair \
+    --out "$OUT/flair" --name ms-cascade-flair "${OPTS[@]}"
+mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1 \
+    --out "$OUT/flair_t1" --name ms-cascade-flair-t1 "${OPTS[@]}"
+mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1,t2 \
+    --out "$OUT/flair_t1_t2" --name ms-cascade-flair-t1-t2 "${OPTS[@]}"
