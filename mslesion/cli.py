@@ -489,20 +489,20 @@ def serve() -> None:
 @app.command()
 def gateway() -> None:
     """The HTTP gateway (DICOMweb, jobs, results, lesion load); jobs go to Celery."""
-    from mslesion.node import Node, Parts, run_until_signal
-
-    node = Node(get_settings(), Parts(http=True, dicom=False, in_process_worker=False))
-    node.start(migrate=False, create_admin_key=False)
-    _announce(node)
-    run_until_signal(node)
+    _run_node(http=True, dicom=False)
 
 
 @app.command()
 def listener() -> None:
     """The DICOM C-STORE listener and the quiet-study monitor; jobs go to Celery."""
+    _run_node(http=False, dicom=True)
+
+
+def _run_node(*, http: bool, dicom: bool) -> None:
+    """Run one part of the node until a signal (no migration, no key: ``serve`` does those)."""
     from mslesion.node import Node, Parts, run_until_signal
 
-    node = Node(get_settings(), Parts(http=False, dicom=True, in_process_worker=False))
+    node = Node(get_settings(), Parts(http=http, dicom=dicom, in_process_worker=False))
     node.start(migrate=False, create_admin_key=False)
     _announce(node)
     run_until_signal(node)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mslesion.devtools.dicom_writer import StudyInfo
 from mslesion.services.config import Settings
 from mslesion.services.store.database import Database
+from tests.dicom_patient import PATIENT_ID, PATIENT_NAME
 
 
 @pytest.fixture(scope="session")
@@ -134,3 +136,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def study_info() -> StudyInfo:
+    """Patient/study attributes of the synthetic studies (one StudyInstanceUID per session)."""
+    return StudyInfo(
+        patient_name=PATIENT_NAME,
+        patient_id=PATIENT_ID,
+        patient_birth_date="19800101",
+        patient_sex="F",
+        study_date="20240102",
+        study_time="101500",
+        accession_number="ACC123",
+        study_description="MRI BRAIN MS",
+    )

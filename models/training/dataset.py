@@ -49,7 +49,8 @@ class Subject:
         )
 
 
-def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
+def find_nifti(folder: Path, stems: tuple[str, ...]) -> Path | None:
+    """The first ``<stem>.nii.gz`` / ``<stem>.nii`` in ``folder`` (case-insensitive)."""
     by_stem = {}
     for p in folder.iterdir():
         name = p.name.lower()
@@ -64,9 +65,9 @@ def load_subject(folder: Path, modalities: list[str]) -> Subject:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     wanted = {m: MODALITY_STEMS.get(m, (m,)) for m in modalities}
-    files: dict[str, Path | None] = {m: _find(folder, stems) for m, stems in wanted.items()}
-    files["mask"] = _find(folder, MASK_STEMS)
-    prior_file = _find(folder, WM_PRIOR_STEMS)
+    files: dict[str, Path | None] = {m: find_nifti(folder, stems) for m, stems in wanted.items()}
+    files["mask"] = find_nifti(folder, MASK_STEMS)
+    prior_file = find_nifti(folder, WM_PRIOR_STEMS)
     missing = [k for k, v in files.items() if v is None]
     if missing:
         present = sorted(p.name for p in folder.iterdir())

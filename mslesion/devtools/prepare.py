@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from mslesion.models.training.dataset import MASK_STEMS, MODALITY_STEMS, find_nifti
 from mslesion.services.errors import InputError
 from mslesion.services.imaging import registration, template
 from mslesion.services.imaging.preprocess import NativeGrid, preprocess, read_nifti_as_sitk
@@ -32,12 +33,6 @@ from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 
 log = logging.getLogger(__name__)
 
-MODALITY_STEMS: dict[str, tuple[str, ...]] = {
-    "flair": ("flair",),
-    "t1": ("t1", "t1w"),
-    "t2": ("t2", "t2w"),
-}
-MASK_STEMS = ("lesion_mask", "consensus_gt", "mask")
 OUTPUT_NAMES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
 TRANSFORM_NAME = "model_to_flair.tfm"
 NATIVE_NAME = "native.json"
@@ -71,17 +66,6 @@ class PreparedCase:
         )
 
 
-def find_case_file(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    """The first ``<stem>.nii.gz`` / ``<stem>.nii`` in ``folder`` (case-insensitive)."""
-    by_stem: dict[str, Path] = {}
-    for path in folder.iterdir():
-        lower = path.name.lower()
-        for ext in (".nii.gz", ".nii"):
-            if lower.endswith(ext):
-                by_stem[lower[: -len(ext)]] = path
-    return next((by_stem[s] for s in stems if s in by_stem), None)
-
-
 def _save_model_array(array: np.ndarray, path: Path, dtype: type) -> None:
     image = nib.Nifti1Image(np.asarray(array, dtype=dtype), template.model_affine())
     image.set_qform(template.model_affine(), code=1)
@@ -104,8 +88,8 @@ def mask_onto_model_grid(mask: sitk.Image, model_to_flair: sitk.Transform) -> np
 
 def prepare_case(case_dir: Path, out_dir: Path) -> PreparedCase:
     """Preprocess one native case like a study and write it as a training case."""
-    paths = {m: find_case_file(case_dir, stems) for m, stems in MODALITY_STEMS.items()}
-    mask_path = find_case_file(case_dir, MASK_STEMS)
+    paths = {m: find_nifti(case_dir, stems) for m, stems in MODALITY_STEMS.items()}
+    mask_path = find_nifti(case_dir, MASK_STEMS)
     flair_path = paths["flair"]
     if flair_path is None or mask_path is None:
         raise InputError(f"{case_dir}: a case needs FLAIR and lesion_mask NIfTI files")

@@ -11,21 +11,6 @@ from tests.services.dicom.synthetic import write_series
 
 
 @pytest.fixture(scope="session")
-def study_info() -> StudyInfo:
-    """Patient/study attributes of the written series (one StudyInstanceUID per session)."""
-    return StudyInfo(
-        patient_name="Writer^Test",
-        patient_id="WRITER0001",
-        patient_birth_date="19800101",
-        patient_sex="F",
-        study_date="20240102",
-        study_time="101500",
-        accession_number="ACC123",
-        study_description="MRI BRAIN MS",
-    )
-
-
-@pytest.fixture(scope="session")
 def flair_dir(tmp_path_factory: pytest.TempPathFactory, study_info: StudyInfo) -> Path:
     """A study folder holding one synthetic 64×64×20 FLAIR series (in ``study/flair``).
 

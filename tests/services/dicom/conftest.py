@@ -13,25 +13,6 @@ import pytest
 from mslesion.devtools.dicom_writer import StudyInfo
 from tests.services.dicom.synthetic import T1_PROTOCOL, volume, write_series
 
-# Distinctive patient data, so a test can prove it never reaches the job-log decision lines.
-PATIENT_NAME = "Zzyzx^Quentina"
-PATIENT_ID = "PID-7731-SECRET"
-
-
-@pytest.fixture(scope="session")
-def study_info() -> StudyInfo:
-    """Patient/study attributes of the synthetic studies (one StudyInstanceUID per session)."""
-    return StudyInfo(
-        patient_name=PATIENT_NAME,
-        patient_id=PATIENT_ID,
-        patient_birth_date="19800101",
-        patient_sex="F",
-        study_date="20240102",
-        study_time="101500",
-        accession_number="ACC123",
-        study_description="MRI BRAIN MS",
-    )
-
 
 @pytest.fixture(scope="session")
 def _templates(tmp_path_factory: pytest.TempPathFactory, study_info: StudyInfo) -> Path:

@@ -29,7 +29,7 @@ from mslesion.services.dicom.selection import (
     load_rules,
     select_series,
 )
-from tests.services.dicom.conftest import PATIENT_ID, PATIENT_NAME
+from tests.dicom_patient import PATIENT_ID, PATIENT_NAME
 from tests.services.dicom.synthetic import as_loaded, volume, write_series
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
