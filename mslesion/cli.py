@@ -350,6 +350,45 @@ def cross_site(
     typer.echo(markdown_table(results))
 
 
+@app.command("score")
+def score_cmd(
+    cases: Annotated[
+        list[Path], typer.Argument(help="folder(s) of prepared cases (see `prepare`)")
+    ],
+    model: Annotated[Path, typer.Option(help="model folder to score")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write scores as JSON")] = None,
+    site: Annotated[str, typer.Option(help="name of the site in the table")] = "local",
+) -> None:
+    """Score a model on a site's annotated cases, beside the FLAIR-threshold baseline."""
+    from mslesion.devtools.crosssite import (
+        markdown_table,
+        score_baseline,
+        score_model,
+        summaries,
+    )
+    from mslesion.devtools.prepare import load_prepared
+
+    prepared = [c for folder in cases for c in load_prepared(folder)]
+    modalities = _model_modalities(model)
+    usable = [c for c in prepared if set(modalities) <= set(c.modalities)]
+    if not usable:
+        raise InputError(f"no prepared case has the model's modalities {modalities}")
+    results = summaries("baseline", site, {0.5: score_baseline(usable)})
+    results += summaries(model.name, site, score_model(model, usable))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"model": str(model), "results": [r.model_dump(mode="json") for r in results]}
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    typer.echo(markdown_table(results))
+
+
+def _model_modalities(model: Path) -> list[str]:
+    """The modalities a model folder takes (lower case)."""
+    from mslesion.services.segmentation.manifest import load_manifest
+
+    return [m.lower() for m in load_manifest(model, verify=False).modalities]
+
+
 @app.command("lesion-bank")
 def lesion_bank_cmd(
     masks_dir: Annotated[
