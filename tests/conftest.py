@@ -15,6 +15,7 @@ from mslesion.devtools.dicom_writer import StudyInfo
 from mslesion.services.config import Settings
 from mslesion.services.store.database import Database
 from tests.dicom_patient import PATIENT_ID, PATIENT_NAME
+from tests.geometry_corpus import LazyCorpus
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,12 @@ def shared_data() -> Path:
             pytest.fail(f"{msg} (MSLESION_REQUIRE_SHARED_DATA=1)")
         pytest.skip(msg)
     return root
+
+
+@pytest.fixture(scope="session")
+def geometry_corpus(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> LazyCorpus:
+    """The geometry corpus (oblique, sagittal, sheared... studies), each case written once."""
+    return LazyCorpus(shared_data, tmp_path_factory.mktemp("geometry-corpus"))
 
 
 # --- the PACS node's real services (PostgreSQL and Redis on this machine) --------------------

@@ -141,11 +141,11 @@ class CorpusStudy:
         return count * voxel_volume_ml(self.truth)
 
 
-def _description(role: str, acquisition: Acquisition | None, case: Case) -> str:
-    if role in case.descriptions:
-        return case.descriptions[role]
+def _description(role: str, acquisition: Acquisition | None, corpus_case: Case) -> str:
+    if role in corpus_case.descriptions:
+        return corpus_case.descriptions[role]
     plane = _PLANE_CODE[acquisition.plane] if acquisition else "TRA"
-    thin = acquisition.is_3d() if acquisition else case.source == "iso"
+    thin = acquisition.is_3d() if acquisition else corpus_case.source == "iso"
     return f"{'3D ' if thin else ''}{role} {plane}"
 
 
@@ -185,7 +185,7 @@ def _truth(mask_path: Path, acquisition: Acquisition | None, grid: sitk.Image | 
     mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
     if acquisition is not None and grid is not None:
         _, _, normal = acquisition.in_plane_axes()
-        mask = reslice(mask, grid, acquisition.slice_mm, normal)
+        mask = reslice(mask, grid, acquisition.slice_mm, normal, fraction=True)
     return sitk.Cast(mask >= 0.5, sitk.sitkUInt8)
 
 

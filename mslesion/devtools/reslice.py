@@ -123,22 +123,31 @@ def acquisition_grid(image: sitk.Image, acquisition: Acquisition) -> sitk.Image:
     return grid
 
 
-def reslice(image: sitk.Image, grid: sitk.Image, slice_mm: float, normal: np.ndarray) -> sitk.Image:
-    """``image`` on ``grid`` (float32, linear), each slice the mean across its thickness.
+def reslice(
+    image: sitk.Image,
+    grid: sitk.Image,
+    slice_mm: float,
+    normal: np.ndarray,
+    *,
+    fraction: bool = False,
+) -> sitk.Image:
+    """``image`` on ``grid`` (float32), each slice the mean across its thickness.
 
     A slice ``slice_mm`` thick is the mean of sub-slices at most :data:`SUBSLICE_MM` apart,
-    offset along ``normal`` (unit, LPS) about its centre.
+    offset along ``normal`` (unit, LPS) about its centre. Images are sampled with a cubic
+    B-spline, clipped at 0: a scanner acquiring on ``grid`` samples the anatomy there, and a
+    linear interpolation would add a blur no acquisition has. ``fraction``: the image is a
+    0/1 mask, sampled linearly, so each voxel gets the fraction of it that is inside.
     """
+    interpolator = sitk.sitkLinear if fraction else sitk.sitkBSpline5
     parts = max(1, math.ceil(slice_mm / SUBSLICE_MM - 1e-9))
     offsets = (np.arange(parts) - (parts - 1) / 2.0) * slice_mm / parts
-    total: np.ndarray | None = None
+    total = np.zeros(sitk.GetArrayViewFromImage(grid).shape)
     for offset in offsets:
         shifted = sitk.TranslationTransform(3, tuple(float(v) for v in offset * normal))
-        sampled = sitk.Resample(image, grid, shifted, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        values = sitk.GetArrayFromImage(sampled).astype(np.float64)
-        total = values if total is None else total + values
-    assert total is not None
-    out = sitk.GetImageFromArray((total / parts).astype(np.float32))
+        sampled = sitk.Resample(image, grid, shifted, interpolator, 0.0, sitk.sitkFloat32)
+        total += sitk.GetArrayFromImage(sampled)
+    out = sitk.GetImageFromArray(np.maximum(total / parts, 0.0).astype(np.float32))
     out.CopyInformation(grid)
     return out
 

@@ -258,7 +258,7 @@ def classify_series(
     for role, rule in rules.roles.items():
         decision = _match_role(series, role, rule, text)
         if decision is not None and decision.role is not None:
-            return _with_geometry(decision)
+            return decision
         if decision is not None:
             misses.append(decision.reason)
     roles = "/".join(r.upper() for r in rules.roles)
@@ -271,12 +271,15 @@ def _with_geometry(decision: Decision) -> Decision:
     """``decision``, or a rejection when its slices (of its echo) cannot form one volume.
 
     From the headers alone: a study whose only FLAIR cannot be a volume is refused here,
-    before anything is decoded or computed, and another candidate can take its place.
+    before anything is decoded or computed, and another candidate can take its place. A
+    summary without headers (built by hand, not read from files) has no geometry to judge.
     """
+    if decision.role is None or not decision.series.headers:
+        return decision
     problem = stack_problem(decision.series, decision.echo_time)
     if problem is None:
         return decision
-    role = (decision.role or "").upper()
+    role = decision.role.upper()
     return Decision(
         decision.series, None, f"{decision.reason}, but it cannot be a {role} volume: {problem}"
     )
@@ -377,8 +380,10 @@ def select_series(
 ) -> Selection:
     """Pick one series per role of ``rules`` (FLAIR, T1, T2) from ``study``.
 
-    Raises :class:`DicomInputError` when a ``required`` role has no candidate; its message
-    lists every series with the reason it was not taken.
+    A candidate whose slices cannot stack into one volume (judged from its headers with the
+    reader's own rules) is rejected with that reason. Raises :class:`DicomInputError` when a
+    ``required`` role has no candidate; its message lists every series with the reason it
+    was not taken.
     """
     rules = rules or load_rules()
     unknown = [role for role in required if role not in rules.roles]
@@ -386,7 +391,7 @@ def select_series(
         raise SeriesRulesError(f"rules version {rules.version} define no role {', '.join(unknown)}")
     shared = _shared_protocol_names(study)
     decisions = [
-        classify_series(s, rules, use_protocol_name=s.protocol_name not in shared)
+        _with_geometry(classify_series(s, rules, use_protocol_name=s.protocol_name not in shared))
         for s in study.series
     ]
     chosen: dict[str, Decision] = {}

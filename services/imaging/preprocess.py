@@ -39,7 +39,16 @@ from mslesion.services.imaging import bias, brain, registration, template
 Interpolator = Literal["linear", "nearest"]
 SERIES = ("flair", "t1", "t2")
 MIN_AXIS_VOXELS = 8  # fewer along any axis is a localiser or a single slice, not a volume
-OUTSIDE = -1.0  # resampling fill value: marks model-grid voxels a series does not cover
+# Resampling fill value: marks model-grid voxels a series does not cover. Far below anything
+# the cubic B-spline's undershoot can give, so it never reads as an intensity.
+OUTSIDE = -1e30
+# Each series reaches the model grid in one interpolation, cubic B-spline: linear
+# interpolation low-passes by an amount that depends on how the acquisition grid falls on the
+# model grid (none on a shared grid, a [1/2, 1/2] blur half a voxel off), and the nets are
+# sensitive to that blur. Measured on patient26 re-sliced 20° (model-grid lesion voxels):
+# linear +37 % against the scan's own grid, B-spline +8 %; on 5 insights-ms clinical scans
+# B-spline raised Dice by 0.06-0.09 each and cut the over-segmentation by about a fifth.
+MODEL_GRID_INTERPOLATOR = sitk.sitkBSpline
 # Every brain voxel of the FLAIR must be non-zero: downstream, the brain is ``flair != 0``.
 MIN_BRAIN_VALUE = 1e-3
 MIN_COVERAGE = 0.5  # fraction of the brain a T1/T2 must cover
@@ -294,12 +303,14 @@ def _model_to_series(transforms: StudyTransforms, name: str) -> sitk.AffineTrans
 
 def _onto_model_grid(image: sitk.Image, transform: sitk.Transform) -> tuple[sitk.Image, sitk.Image]:
     """(image on the model grid, clipped to >= 0; uint8 mask of the voxels the series covers)."""
-    # Intensities are >= 0 after clipping, so the fill value marks the uncovered voxels in the
-    # same pass: linear interpolation never mixes it in (it is only used outside the buffer).
+    # The fill value marks the uncovered voxels in the same pass: the interpolator never mixes
+    # it in (it is only used outside the buffer); the spline's undershoot is clipped after.
     clipped = sitk.Clamp(image, sitk.sitkFloat32, 0.0)
     grid = template.model_grid()
-    resampled = sitk.Resample(clipped, grid, transform, sitk.sitkLinear, OUTSIDE, sitk.sitkFloat32)
-    fov = sitk.Cast(resampled >= 0.0, sitk.sitkUInt8)
+    resampled = sitk.Resample(
+        clipped, grid, transform, MODEL_GRID_INTERPOLATOR, OUTSIDE, sitk.sitkFloat32
+    )
+    fov = sitk.Cast(resampled > OUTSIDE / 2, sitk.sitkUInt8)
     return sitk.Clamp(resampled, sitk.sitkFloat32, 0.0), fov
 
 

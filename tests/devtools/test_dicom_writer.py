@@ -182,3 +182,30 @@ def test_refuses_to_overwrite_and_bad_volumes(tmp_path: Path, study_info: StudyI
 def test_study_info_validates_dicom_formats(fields: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="StudyInfo"):
         StudyInfo(**fields)
+
+
+def test_a_sheared_volume_is_written_as_a_sheared_stack_only_when_asked(
+    tmp_path: Path, study_info: StudyInfo
+) -> None:
+    sheared = oblique_affine()
+    sheared[0, 2] += 1.0  # the slice axis leaves the normal: positions lean within the plane
+    nifti = write_nifti(tmp_path / "s.nii.gz", volume(), sheared)
+    with pytest.raises(ValueError, match="sheared"):
+        _write(nifti, tmp_path / "refused", study_info)
+    paths = nifti_to_series(nifti, tmp_path / "out", study=study_info, series_description="X",
+                            series_number=1, protocol_params=FLAIR_PROTOCOL,
+                            allow_shear=True)  # fmt: skip
+    datasets = [pydicom.dcmread(path) for path in paths]
+    for k in (0, 7, len(paths) - 1):
+        np.testing.assert_allclose(
+            [float(v) for v in datasets[k].ImagePositionPatient],
+            ijk_to_lps(sheared, (0, 0, k)),
+            atol=1e-4,
+        )
+    iop = np.array([float(v) for v in datasets[0].ImageOrientationPatient])
+    normal = np.cross(iop[:3], iop[3:])
+    first, second = ([float(v) for v in ds.ImagePositionPatient] for ds in datasets[:2])
+    gap = abs(float((np.array(second) - np.array(first)) @ normal))
+    assert float(datasets[0].SpacingBetweenSlices) == pytest.approx(gap, abs=1e-4)
+    loaded = load_series_volume(read_study(tmp_path / "out").series[0])  # the reader takes it
+    assert loaded.image.GetSize()[2] == len(paths)

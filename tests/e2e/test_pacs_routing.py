@@ -20,6 +20,7 @@ import pydicom
 import pytest
 
 from tests.conftest import free_port
+from tests.dicom_tools import dciodvfy_errors
 from tests.e2e.orthanc import NODE_MODALITY, Orthanc, route_to_node_lua, start_orthanc
 from tests.e2e.processes import (
     Child,
@@ -33,6 +34,7 @@ from tests.e2e.processes import (
     wait_for,
 )
 from tests.e2e.studies import Phi, write_time_point
+from tests.geometry_corpus import LazyCorpus
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,17 @@ def _series_back(orthanc: Orthanc, study_uid: str) -> list[str] | None:
     return modalities if {"SEG", "SR"} <= set(modalities) else None
 
 
+def _ended_job(pacs: Pacs, study_uid: str, forwarded: bool = False) -> dict[str, Any] | None:
+    """The detail of the study's job once it has ended (and, if asked, sent its results)."""
+    for job in _api(pacs, "/api/v1/jobs")["items"]:
+        if job["study_uid"] != study_uid or job["state"] not in ("succeeded", "failed"):
+            continue
+        detail = dict(_api(pacs, f"/api/v1/jobs/{job['id']}"))
+        sent = [f["state"] for f in detail["forwards"]] == ["sent"]
+        return detail if sent or not forwarded else None
+    return None
+
+
 def _api(pacs: Pacs, path: str) -> Any:
     response = httpx.get(
         pacs.gateway_url + path, headers={"Authorization": f"Bearer {pacs.api_key}"}, timeout=30
@@ -116,10 +129,10 @@ def _api(pacs: Pacs, path: str) -> Any:
     return response.json()
 
 
-def _seg_from_orthanc(orthanc: Orthanc, study_uid: str) -> pydicom.Dataset:
-    seg_series = [s for s in orthanc.find_series(study_uid) if s.get("Modality") == "SEG"]
-    assert len(seg_series) == 1, seg_series
-    (instance,) = orthanc.instances_of_series(seg_series[0]["SeriesInstanceUID"])
+def _seg_from_orthanc(orthanc: Orthanc, study_uid: str, modality: str = "SEG") -> pydicom.Dataset:
+    found = [s for s in orthanc.find_series(study_uid) if s.get("Modality") == modality]
+    assert len(found) == 1, found
+    (instance,) = orthanc.instances_of_series(found[0]["SeriesInstanceUID"])
     return pydicom.dcmread(pydicom.filebase.DicomBytesIO(orthanc.instance_file(instance)))
 
 
@@ -172,3 +185,57 @@ def test_pacs_routes_study_and_finds_seg_and_sr_in_it(
     # No patient name, ID, birth date or accession number in any line the node logged.
     leaks = lines_containing([child.log_path for child in pacs.children], phi.needles())
     assert not leaks, "PHI in the node's logs:\n" + "\n".join(leaks[:20])
+
+
+def test_a_tilted_study_goes_through_the_node_and_a_bad_stack_is_refused_early(
+    pacs: Pacs, geometry_corpus: LazyCorpus, tmp_path: Path
+) -> None:
+    """Issue 11's study: a 3 mm FLAIR tilted 16° along the AC-PC line (Siemens
+    t2_tirm_tra_dark-fluid) once failed at the outputs stage and nothing reached the PACS.
+    Beside it, a study whose FLAIR leans 45° fails at series selection, before any compute."""
+    tilted = geometry_corpus.study("clinical_tilt_16")
+    refused = geometry_corpus.study("sheared_45")
+    storescu(refused.folder, pacs.orthanc.aet, pacs.orthanc.dicom_port)
+    storescu(tilted.folder, pacs.orthanc.aet, pacs.orthanc.dicom_port)
+    modalities = wait_for(
+        "the SEG and SR of the tilted study in Orthanc",
+        lambda: _series_back(pacs.orthanc, tilted.study_uid),
+        RESULT_TIMEOUT_S,
+        pacs.children,
+        interval_s=2.0,
+    )
+    assert modalities == ["MR", "MR", "SEG", "SR"]
+    for modality in ("SEG", "SR"):  # what PACS received is valid DICOM
+        path = tmp_path / f"{modality}.dcm"
+        _seg_from_orthanc(pacs.orthanc, tilted.study_uid, modality).save_as(path)
+        assert dciodvfy_errors(path) == [], modality
+    seg = hd.seg.segread(tmp_path / "SEG.dcm")
+    hd.sr.srread(tmp_path / "SR.dcm")
+    flair = {
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+        for p in tilted.folder.glob("*FLAIR/*")
+    }
+    referenced = {
+        str(item.ReferencedSOPInstanceUID)
+        for series in seg.ReferencedSeriesSequence
+        for item in series.ReferencedInstanceSequence
+    }
+    assert referenced == flair  # the SEG lies on the tilted FLAIR's own frames
+    # The node may take the two studies in either order, and records a forward after it.
+    done = wait_for(
+        "the tilted study's job to end with its results sent",
+        lambda: _ended_job(pacs, tilted.study_uid, forwarded=True),
+        RESULT_TIMEOUT_S,
+        pacs.children,
+    )
+    failed = wait_for(
+        "the refused study's job to end",
+        lambda: _ended_job(pacs, refused.study_uid),
+        RESULT_TIMEOUT_S,
+        pacs.children,
+    )
+    assert done["state"] == "succeeded", done
+    assert done["lesions"]["lesion_count"] > 0
+    assert (failed["state"], failed["stage"], failed["attempts"]) == ("failed", "select", 1)
+    assert "sheared stack" in failed["error"] and failed["forwards"] == []
+    assert pacs.orthanc.modalities_in_study(refused.study_uid) == ["MR", "MR"]
