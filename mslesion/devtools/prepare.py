@@ -28,7 +28,12 @@ import SimpleITK as sitk
 from mslesion.models.training.dataset import MASK_STEMS, MODALITY_STEMS, find_nifti
 from mslesion.services.errors import InputError
 from mslesion.services.imaging import registration, template
-from mslesion.services.imaging.preprocess import NativeGrid, preprocess, read_nifti_as_sitk
+from mslesion.services.imaging.preprocess import (
+    MODEL_GRID_INTERPOLATOR,
+    NativeGrid,
+    preprocess,
+    read_nifti_as_sitk,
+)
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,8 @@ TRANSFORM_NAME = "model_to_flair.tfm"
 NATIVE_NAME = "native.json"
 WM_PRIOR_NAME = "wm_prior.nii.gz"
 MASK_NAME = "lesion_mask.nii.gz"
+# What decides the prepared images besides the source: a case prepared otherwise is redone.
+PREPARATION = {"model_grid_interpolator": int(MODEL_GRID_INTERPOLATOR)}
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ def prepare_case(case_dir: Path, out_dir: Path) -> PreparedCase:
         "modalities": list(pre.images),
         "native_flair": str(flair_path.resolve()),
         "native_mask": str(mask_path.resolve()),
+        "preparation": PREPARATION,
         "coverage": pre.coverage,
         "timings_s": {k: round(v, 2) for k, v in pre.timings_s.items()},
     }
@@ -120,7 +128,7 @@ def prepare_dataset(source: Path, target: Path) -> list[PreparedCase]:
     cases = []
     for case_dir in sorted(p for p in source.iterdir() if p.is_dir()):
         out = target / case_dir.name
-        if (out / NATIVE_NAME).is_file():
+        if _prepared_alike(out):
             cases.append(PreparedCase.load(out))
             continue
         log.info("preparing %s", case_dir.name)
@@ -128,6 +136,12 @@ def prepare_dataset(source: Path, target: Path) -> list[PreparedCase]:
     if not cases:
         raise InputError(f"{source}: no case folders")
     return cases
+
+
+def _prepared_alike(folder: Path) -> bool:
+    """True when ``folder`` holds a case prepared the way :func:`prepare_case` prepares now."""
+    meta = folder / NATIVE_NAME
+    return meta.is_file() and json.loads(meta.read_text()).get("preparation") == PREPARATION
 
 
 def load_prepared(folder: Path) -> list[PreparedCase]:
