@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mslesion.services.config import SHIPPED_MODELS_DIR
 from mslesion.services.errors import InputError, ModelError
 from mslesion.services.segmentation.catalogue import ModelSet
 from tests.model_factory import random_model
@@ -72,8 +73,9 @@ def test_sessions_are_created_once_per_model(catalogue: Path) -> None:
     assert first.manifest.modalities == ["flair"]
 
 
-def test_the_shipped_catalogue_has_a_model_for_flair_and_t1() -> None:
-    from mslesion.services.config import SHIPPED_MODELS_DIR
-
-    choice = ModelSet(SHIPPED_MODELS_DIR).choose(["flair", "t1", "t2"])
-    assert "flair" in choice.manifest.modalities
+def test_the_shipped_models_analyse_a_study_without_t1() -> None:
+    models = ModelSet(SHIPPED_MODELS_DIR)
+    assert models.choose(["flair"]).manifest.modalities == ["flair"]
+    assert models.choose(["flair", "t1"]).manifest.modalities == ["flair", "t1"]
+    for manifest in models.manifests.values():
+        assert manifest.needs_wm_prior and manifest.version.startswith("2.")
