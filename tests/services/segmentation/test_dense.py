@@ -70,7 +70,7 @@ def test_dense_equals_patchwise_random_weights(tmp_path: Path, tile: int) -> Non
 def test_dense_equals_patchwise_shipped_model() -> None:
     folder = SHIPPED_MODELS_DIR / DEFAULT_MODEL_NAME
     manifest = load_manifest(folder)
-    stack = _volume((26, 29, 24), len(manifest.modalities), seed=11)
+    stack = _volume((26, 29, 24), manifest.channels, seed=11)
     assert _compare(folder, stack, tile=12, seed=3) <= TOLERANCE
 
 
