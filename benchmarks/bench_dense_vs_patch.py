@@ -27,7 +27,8 @@ from mslesion.services.config import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, Pro
 from mslesion.services.imaging.nifti import load_volume
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.dense import dense_predict
-from mslesion.services.segmentation.inputs import candidate_mask, prepare_stack
+from mslesion.services.segmentation.infer import white_matter_prior
+from mslesion.services.segmentation.inputs import candidate_mask
 from mslesion.services.segmentation.manifest import NetRole
 from mslesion.services.segmentation.patchwise import patchwise_volume
 
@@ -41,9 +42,10 @@ def _worker(
     method: str, subject: str, model_dir: str, tile: int, repeats: int, q: mp.Queue
 ) -> None:
     model = CascadeModel(Path(model_dir), provider=Provider.CPU, tile=tile, hybrid=False)
-    stack, brain = prepare_stack(
-        _load(Path(subject), model.manifest.modalities), model.manifest.modalities
+    prior = white_matter_prior(
+        Path(subject) / "FLAIR.nii.gz", required=model.manifest.needs_wm_prior
     )
+    stack, brain = model.prepare(_load(Path(subject), model.manifest.modalities), prior)
     th = model.manifest.thresholds
     roi1 = candidate_mask(stack, brain, th.candidate_flair_z)
     times: dict[str, list[float]] = {"net1": [], "net2": []}
