@@ -187,27 +187,22 @@ def markdown_table(scores: Sequence[SiteScores], t_bin: float = 0.5) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     chosen = [s for s in scores if s.t_bin == t_bin or s.method == "baseline"]
-    cases = sorted({(s.site, c.case) for s in chosen for c in s.summary.cases})
-    for site, case in cases:
-        for s in chosen:
-            for c in s.summary.cases:
-                if s.site == site and c.case == case:
-                    lines.append(
-                        f"| {site} | {case} | {s.method} | {c.dice:.3f} | {c.lesion_tpr:.3f} | "
-                        f"{c.lesion_precision:.3f} | {c.lesion_f1:.3f} | "
-                        f"{c.truth_volume_ml:.2f} / {c.pred_volume_ml:.2f} |"
-                    )
+    rows = sorted(
+        ((s.site, c.case, i), s, c) for i, s in enumerate(chosen) for c in s.summary.cases
+    )
+    for _, s, c in rows:
+        lines.append(
+            f"| {s.site} | {c.case} | {s.method} | {c.dice:.3f} | {c.lesion_tpr:.3f} | "
+            f"{c.lesion_precision:.3f} | {c.lesion_f1:.3f} | "
+            f"{c.truth_volume_ml:.2f} / {c.pred_volume_ml:.2f} |"
+        )
     for s in chosen:
         mean = s.summary.mean
         r = s.summary.volume_correlation
         lines.append(
             f"| **{s.site}** | **mean** | {s.method} | **{mean['dice']:.3f}** | "
             f"{mean['lesion_tpr']:.3f} | {mean['lesion_precision']:.3f} | "
-            f"**{mean['lesion_f1']:.3f}** | r = {r:.2f} |"
-            if r is not None
-            else f"| **{s.site}** | **mean** | {s.method} | **{mean['dice']:.3f}** | "
-            f"{mean['lesion_tpr']:.3f} | {mean['lesion_precision']:.3f} | "
-            f"**{mean['lesion_f1']:.3f}** | r n/a |"
+            f"**{mean['lesion_f1']:.3f}** | r = {'n/a' if r is None else f'{r:.2f}'} |"
         )
     return "\n".join(lines) + "\n"
 
