@@ -1,0 +1,1 @@
+"""Follow-up reading: new, enlarging, stable and shrinking lesions between two studies."""
