@@ -183,6 +183,52 @@ def segment(
 
 
 @app.command()
+def compare(
+    prior: Annotated[Path, typer.Argument(help="the earlier DICOM study: a folder or a .zip")],
+    current: Annotated[Path, typer.Argument(help="the later DICOM study of the same patient")],
+    out: Annotated[Path, typer.Option(help="output folder (must not exist or be empty)")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model folder, or a folder of them (default: the shipped models)"),
+    ] = None,
+    provider: Annotated[Provider | None, typer.Option(help="ONNX Runtime provider")] = None,
+) -> None:
+    """Follow-up reading: new, enlarging, stable and shrinking lesions between two studies.
+
+    Both studies are analysed (OUT/prior, OUT/current), the prior is registered onto the
+    current one and the change outputs (SEG per category, SR with tracking UIDs, secondary
+    capture, JSON, PNG) go to OUT/followup.
+    """
+    from mslesion.services.followup.service import compare_results
+    from mslesion.services.followup.sources import flair_sources
+    from mslesion.services.pipeline import segment_study
+
+    settings = get_settings()
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: output folder exists and is not empty")
+    models = _models(model, provider)
+    results = {}
+    for name, study in (("prior", prior), ("current", current)):
+        results[name] = segment_study(study, out / name, models, settings)
+        typer.echo(
+            f"{name}: {results[name].report.lesion_count} lesions, "
+            f"{results[name].report.total_lesion_volume_ml:.2f} ml"
+        )
+    outcome = compare_results(
+        out / "prior",
+        out / "current",
+        out / "followup",
+        settings,
+        current_sources=flair_sources(current, results["current"].report),
+        prior_sources=flair_sources(prior, results["prior"].report),
+    )
+    report = outcome.analysis.report
+    counts = ", ".join(f"{n} {c.value}" for c, n in report.counts.items())
+    typer.echo(f"follow-up: {counts}; MRI activity: {'yes' if report.activity else 'no'}")
+    typer.echo(f"  -> {out / 'followup'}")
+
+
+@app.command()
 def evaluate(
     pred: Annotated[list[Path], typer.Option(help="predicted mask(s), one per case")],
     truth: Annotated[list[Path], typer.Option(help="reference mask(s), same order")],

@@ -56,3 +56,7 @@ class ProviderError(MSLesionError):
     """The requested ONNX Runtime execution provider is not available."""
 
     http_status = 503
+
+
+class RegistrationError(InputError):
+    """Two studies (or series) could not be aligned: no comparison is made from them."""

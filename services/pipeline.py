@@ -27,9 +27,12 @@ from mslesion.services.dicom.reader import SeriesVolume, Study, read_source_data
 from mslesion.services.dicom.selection import Selection, select_series
 from mslesion.services.dicom.zipguard import ZipLimits
 from mslesion.services.errors import InputError
+from mslesion.services.followup.artefacts import write_analysis
 from mslesion.services.imaging.geometry import voxel_volume_ml
 from mslesion.services.imaging.preprocess import preprocess
+from mslesion.services.imaging.regions import lesion_locations, regions_on
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
+from mslesion.services.reporting.identity import new_uid
 from mslesion.services.reporting.json_report import (
     SeriesUsed,
     StudyReport,
@@ -39,9 +42,10 @@ from mslesion.services.reporting.json_report import (
 )
 from mslesion.services.reporting.montage import montage_title, render_montage
 from mslesion.services.reporting.seg import build_seg, patient_affine
-from mslesion.services.reporting.sr import build_sr
+from mslesion.services.reporting.sr import build_sr, rank_lesions
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.catalogue import ModelSet
+from mslesion.services.segmentation.lesions import label_lesions
 from mslesion.services.segmentation.postprocess import LesionReport, binarise, describe_lesions
 from mslesion.services.segmentation.prior import (
     WM_PRIOR_DILATE_MM,
@@ -169,7 +173,14 @@ def segment_study(
         brain_ml = float(_array(pre.brain_native()).astype(bool).sum()) * voxel_ml
     with timer.stage("outputs"):
         sources = read_source_datasets(flair)
+        components, _ = label_lesions(mask)
         report: LesionReport = describe_lesions(mask, prob_native, patient_affine(sources))
+        ranks = rank_labels(components, report)
+        regions = regions_on(flair.image, pre.transforms.template_to_flair)
+        annotations = LesionAnnotations(
+            tracking_uids=[str(new_uid(settings)) for _ in report.lesions],
+            locations={k: str(v) for k, v in lesion_locations(ranks, regions).items()},
+        )
         log_lines = [
             f"model: {manifest.name} {manifest.version} on {model.provider_used}",
             f"model choice: {choice}",
@@ -187,6 +198,10 @@ def segment_study(
             {r: series_used(v.headers[0]) for r, v in volumes.items()},
             timer.timings,
             lambda path: _write_log(path, selection.decisions, timer.timings, log_lines),
+            annotations,
+            lambda folder: write_analysis(
+                folder, flair.image, prob_native, ranks, _array(pre.brain_native()).astype(bool)
+            ),
         )
     return SegmentResult(
         out_dir,
@@ -199,6 +214,22 @@ def segment_study(
         flair.image,
         prob_native,
     )
+
+
+@dataclass(frozen=True)
+class LesionAnnotations:
+    """Per-lesion facts beside the measurements: tracking UIDs (largest first), locations."""
+
+    tracking_uids: list[str]
+    locations: dict[int, str]  # rank -> McDonald location
+
+
+def rank_labels(components: np.ndarray, report: LesionReport) -> np.ndarray:
+    """Relabel components so that label N is "lesion N" (the N-th largest) of the report."""
+    lookup = np.zeros(int(components.max(initial=0)) + 1, dtype=np.int32)
+    for rank, lesion in enumerate(rank_lesions(report.lesions), start=1):
+        lookup[lesion.label] = rank
+    return lookup[components]
 
 
 def _select(study: Study, models: CascadeModel | ModelSet) -> tuple[CascadeModel, Selection, str]:
@@ -228,19 +259,40 @@ def _write_outputs(
     series: dict[str, SeriesUsed],
     timings: dict[str, float],
     write_log: Callable[[Path], None],
+    annotations: LesionAnnotations,
+    write_artefacts: Callable[[Path], None],
 ) -> tuple[dict[str, Path], StudyReport]:
-    """Build SEG, SR, JSON and PNG in a staging folder, then move it to ``out_dir``."""
+    """Build SEG, SR, JSON, PNG and the follow-up artefacts in staging, then move to ``out_dir``."""
     name, version = model.manifest.name, model.manifest.version
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         seg = build_seg(sources, mask, name, version, settings)
-        sr = build_sr(sources, seg, report, brain_ml, name, version, settings)
+        sr = build_sr(
+            sources,
+            seg,
+            report,
+            brain_ml,
+            name,
+            version,
+            settings,
+            tracking_uids=annotations.tracking_uids,
+        )
         files = {k: staging / v for k, v in OUTPUT_NAMES.items()}
         seg.save_as(files["seg"])
         sr.save_as(files["sr"])
         study_report = build_study_report(
-            sources, report, brain_ml, name, version, series, timings, seg=seg, sr=sr
+            sources,
+            report,
+            brain_ml,
+            name,
+            version,
+            series,
+            timings,
+            seg=seg,
+            sr=sr,
+            tracking_uids=annotations.tracking_uids,
+            locations=annotations.locations,
         )
         write_json_report(study_report, files["json"])
         render_montage(
@@ -251,6 +303,7 @@ def _write_outputs(
             affine=patient_affine(sources),
         )
         write_log(files["log"])
+        write_artefacts(staging)
         staging.chmod(0o755)
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked at the start

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mslesion.services.reporting.identity import RESEARCH_DISCLAIMER
+from mslesion.services.reporting.disclaimer import RESEARCH_DISCLAIMER
 
 
 class ChangeCategory(StrEnum):
@@ -87,7 +87,8 @@ class LesionChange(BaseModel):
     )
     volume_ml: float = Field(ge=0, description="volume now (0 when disappeared)")
     prior_volume_ml: float = Field(
-        ge=0, description="volume at the prior, measured on the current grid (0 when new)"
+        ge=0,
+        description="volume at the prior, as the prior's own analysis measured it (0 when new)",
     )
     centroid_mm_lps: tuple[float, float, float]
     location: Location
@@ -109,6 +110,7 @@ class ChangeThresholds(BaseModel):
     large_growth: float = 0.25  # ... and for larger ones
     min_change_ml: float = 0.02  # absolute change below this is noise, whatever the ratio
     new_max_prior_probability: float = 0.3  # a new lesion's region was clearly normal before
+    new_min_intensity_rise: float = 0.5  # mean FLAIR rise (brain-standardised) of a new lesion
     min_new_ml: float = 0.01
 
 

@@ -205,6 +205,22 @@ def _centred_affine(transform: sitk.Transform, centre: Sequence[float]) -> sitk.
     return out
 
 
+def register(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    start: sitk.Transform,
+    schedule: Schedule,
+    mask: sitk.Image | None,
+    what: str,
+) -> tuple[sitk.Transform, float]:
+    """One multi-resolution Mattes MI registration (fixed points → moving points) and its metric.
+
+    Raises:
+        InputError: when ITK fails, e.g. the images do not overlap in physical space.
+    """
+    return _register(fixed, moving, start, schedule, mask, what)
+
+
 def _register(
     fixed: sitk.Image,
     moving: sitk.Image,

@@ -36,6 +36,7 @@ MODEL_AFFINE.setflags(write=False)
 T1_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 # Tissue probability map of the same template (same grid as the T1), stored as uint8 0..255.
 WM_FILE = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
+GM_FILE = "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"
 
 # nilearn's own ``load_mni152_brain_mask`` threshold on the T1 rescaled to [0, 1]: it keeps the
 # brain with its CSF, which is what a clinical brain mask (and our reference masks) contain.
@@ -124,6 +125,11 @@ def template_wm_probability() -> sitk.Image:
     return sitk.Image(_template_wm())
 
 
+def template_gm_probability() -> sitk.Image:
+    """ICBM152 2009a grey-matter probability map (cortex and deep nuclei), like the WM map."""
+    return sitk.Image(_template_gm())
+
+
 def template_brain_centre() -> tuple[float, float, float]:
     """Centroid (LPS mm) of :func:`template_brain_mask`: where the model grid's brain centre is."""
     return _template_brain_centre()
@@ -139,6 +145,11 @@ def _template_wm() -> sitk.Image:
     # The map peaks at 255 (probability 1) deep in the white matter, so dividing by the peak
     # (as nilearn's own loader does) gives probabilities.
     return _read_unit(WM_FILE)
+
+
+@lru_cache(maxsize=1)
+def _template_gm() -> sitk.Image:
+    return _read_unit(GM_FILE)
 
 
 @lru_cache(maxsize=1)

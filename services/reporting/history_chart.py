@@ -1,7 +1,8 @@
 """A PNG chart of a patient's total lesion volume over time (Pillow only).
 
 The chart carries no patient identity: dates and volumes only, so it can be shown or pasted
-into a report without exposing who it belongs to.
+into a report without exposing who it belongs to. Visits with MRI activity (new or enlarging
+lesions since the visit before) can be marked in their own colour, with a legend.
 """
 
 from __future__ import annotations
@@ -19,14 +20,22 @@ from mslesion.services.errors import InputError
 WIDTH, HEIGHT = 800, 480
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 30, 50, 80
 BACKGROUND, AXIS, GRID, LINE, POINT = "white", "black", "#dddddd", "#1f5fa8", "#c0392b"
+ACTIVE_POINT = "#ff8c00"
+"""Marker of a visit with MRI activity: orange, far from the red of the other visits."""
+ACTIVE_LABEL = "new or enlarging lesions"
+_MARKER_PX, _ACTIVE_MARKER_PX = 5, 7  # active visits are also larger: colour is not the only cue
 
 
 @dataclass(frozen=True)
 class ChartPoint:
-    """One analysed study: its date (None if unknown) and total lesion volume in ml."""
+    """One analysed study: its date (None if unknown) and total lesion volume in ml.
+
+    ``active`` marks a visit with MRI activity (a new or enlarging lesion since the prior).
+    """
 
     study_date: dt.date | None
     volume_ml: float
+    active: bool = False
 
 
 def render_lesion_load_chart(
@@ -34,7 +43,9 @@ def render_lesion_load_chart(
 ) -> bytes:
     """PNG bytes of volume (ml, y) over study date (x).
 
-    Studies without a date are placed evenly in the given order instead of by date.
+    Studies without a date are placed evenly in the given order instead of by date. Active
+    visits (:attr:`ChartPoint.active`) get a larger orange marker and a legend explains it;
+    without any, the chart is drawn exactly as before.
     """
     if not points:
         raise InputError("a lesion-load chart needs at least one analysed study")
@@ -52,8 +63,11 @@ def render_lesion_load_chart(
     if len(points) > 1:
         draw.line(list(zip(xs, ys, strict=True)), fill=LINE, width=3)
     for x, y, point in zip(xs, ys, points, strict=True):
-        draw.ellipse((x - 5, y - 5, x + 5, y + 5), fill=POINT, outline=POINT)
+        radius, colour = (_ACTIVE_MARKER_PX, ACTIVE_POINT) if point.active else (_MARKER_PX, POINT)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=colour)
         draw.text((x, y - 10), f"{point.volume_ml:.1f}", fill=AXIS, font=font, anchor="ms")
+    if any(p.active for p in points):
+        _draw_active_legend(draw, font)
     _draw_y_label(image, font, "Total lesion volume (ml)")
     draw.text((WIDTH / 2, HEIGHT - 20), "Study date", fill=AXIS, font=font, anchor="mm")
 
@@ -113,6 +127,17 @@ def _draw_x_axis(
         draw.line((x, lower, x, lower + 6), fill=AXIS, width=2)
         label = point.study_date.isoformat() if point.study_date else "date unknown"
         draw.text((x, lower + 10), label, fill=AXIS, font=font, anchor="mt")
+
+
+def _draw_active_legend(
+    draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+) -> None:
+    """Marker and label of active visits, top right above the plot."""
+    right, y = WIDTH - MARGIN_RIGHT, MARGIN_TOP - 18
+    draw.text((right, y), ACTIVE_LABEL, fill=AXIS, font=font, anchor="rm")
+    x = right - draw.textlength(ACTIVE_LABEL, font=font) - 12
+    r = _ACTIVE_MARKER_PX
+    draw.ellipse((x - r, y - r, x + r, y + r), fill=ACTIVE_POINT, outline=ACTIVE_POINT)
 
 
 def _draw_y_label(

@@ -16,12 +16,15 @@ from pydicom.sr.coding import Code
 from pydicom.uid import UID, generate_uid
 
 from mslesion.services.config import Settings
-
-RESEARCH_DISCLAIMER = "Research use only, unverified: not for diagnosis or treatment decisions."
-"""Carried by every output; no one has verified the results and the product is not a device."""
+from mslesion.services.reporting.disclaimer import (  # re-exported for the writers
+    RESEARCH_DISCLAIMER as RESEARCH_DISCLAIMER,
+)
 
 SEG_SERIES_NUMBER = 9001
 SR_SERIES_NUMBER = 9002
+FOLLOWUP_SEG_SERIES_NUMBER = 9003
+FOLLOWUP_SR_SERIES_NUMBER = 9004
+FOLLOWUP_SC_SERIES_NUMBER = 9005
 """High series numbers so PACS lists the derived series after the acquired ones."""
 
 ALGORITHM_FAMILY = Code("123110", "DCM", "Artificial Intelligence")

@@ -54,6 +54,12 @@ class LesionEntry(BaseModel):
     volume_ml: float = Field(ge=0)
     voxels: int = Field(ge=0)
     centroid_mm_lps: tuple[float, float, float]
+    tracking_uid: str | None = Field(
+        default=None, description="the lesion's tracking UID, as in the SR"
+    )
+    location: str | None = Field(
+        default=None, description="McDonald location (periventricular, juxtacortical, ...)"
+    )
 
 
 class StudyReport(BaseModel):
@@ -98,23 +104,31 @@ def build_study_report(
     timings_s: Mapping[str, float] | None = None,
     seg: Dataset | None = None,
     sr: Dataset | None = None,
+    tracking_uids: Sequence[str] = (),
+    locations: Mapping[int, str] | None = None,
 ) -> StudyReport:
     """Assemble the report of one study from the same inputs as the SEG and SR.
 
     ``lesion_report`` must describe the native-grid mask with DICOM patient coordinates,
     i.e. come from ``describe_lesions(mask, prob, patient_affine(source_images))``.
+    ``tracking_uids`` (largest first, as given to the SR) and ``locations`` (rank → McDonald
+    location) annotate the lesions when given.
 
     Raises:
         InputError: when the lesion centroids are not LPS coordinates of these images.
     """
     check_lesion_coordinates(source_images, lesion_report)
     first = source_images[0]
+    locations = locations or {}
+    uids = list(tracking_uids)
     lesions = [
         LesionEntry(
             rank=rank,
             volume_ml=lesion.volume_ml,
             voxels=lesion.voxels,
             centroid_mm_lps=lesion.centroid_mm,
+            tracking_uid=uids[rank - 1] if rank <= len(uids) else None,
+            location=locations.get(rank),
         )
         for rank, lesion in enumerate(rank_lesions(lesion_report.lesions), start=1)
     ]

@@ -116,9 +116,9 @@ class _Context:
             manufacturer=self.settings.manufacturer,
         )
 
-    def tracking(self, identifier: str) -> hd.sr.TrackingIdentifier:
-        """A tracking identifier with a new UID under the site's root."""
-        return hd.sr.TrackingIdentifier(uid=new_uid(self.settings), identifier=identifier)
+    def tracking(self, identifier: str, uid: str | None = None) -> hd.sr.TrackingIdentifier:
+        """A tracking identifier with ``uid``, or a new UID under the site's root."""
+        return hd.sr.TrackingIdentifier(uid=uid or new_uid(self.settings), identifier=identifier)
 
 
 def build_sr(
@@ -131,6 +131,7 @@ def build_sr(
     settings: Settings,
     *,
     max_lesion_groups: int = MAX_LESION_GROUPS,
+    tracking_uids: Sequence[str] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 measurement report of one FLAIR series and its lesion SEG.
 
@@ -138,6 +139,8 @@ def build_sr(
     :func:`services.reporting.seg.build_seg`; ``lesion_report`` the lesions of the same mask
     with volumes in ml. Lesions are listed largest first as "lesion 1", "lesion 2", ... up to
     ``max_lesion_groups`` of them (highdicom needs about 30-70 ms per group on one core).
+    ``tracking_uids`` (largest lesion first) are the lesions' tracking UIDs, so the JSON
+    report and a later follow-up reading can name the same lesion; fresh UIDs otherwise.
 
     Raises:
         InputError: when the SEG does not derive from these images, or a number is negative
@@ -152,7 +155,7 @@ def build_sr(
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = [_all_lesions_group(lesion_report, context)]
-    groups += _per_lesion_groups(lesion_report.lesions, context, max_lesion_groups)
+    groups += _per_lesion_groups(lesion_report.lesions, context, max_lesion_groups, tracking_uids)
     groups.append(_brain_group(brain_volume_ml, context))
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(model_name, settings),
@@ -229,11 +232,14 @@ def _volume(value_ml: float, method: Code | None = VOLUME_METHOD) -> hd.sr.Measu
 
 
 def _lesion_group(
-    tracking_id: str, measurements: list[hd.sr.Measurement], context: _Context
+    tracking_id: str,
+    measurements: list[hd.sr.Measurement],
+    context: _Context,
+    tracking_uid: str | None = None,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     """A TID 1411 group on the lesion segment, finding "Lesion" in the brain."""
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=context.tracking(tracking_id),
+        tracking_identifier=context.tracking(tracking_id, tracking_uid),
         referenced_segment=context.segment(),
         finding_type=LESION_TYPE,
         finding_category=LESION_CATEGORY,
@@ -254,17 +260,20 @@ def _all_lesions_group(
 
 
 def _per_lesion_groups(
-    lesions: Sequence[Lesion], context: _Context, cap: int
+    lesions: Sequence[Lesion], context: _Context, cap: int, tracking_uids: Sequence[str] = ()
 ) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
     """One group per lesion, largest first, at most ``cap`` of them."""
     ranked = rank_lesions(lesions)
+    if tracking_uids and len(tracking_uids) != len(ranked):
+        raise InputError(f"{len(tracking_uids)} tracking UIDs given for {len(ranked)} lesions")
+    uids = list(tracking_uids) or [None] * len(ranked)
     if len(ranked) > cap:
         logger.warning(
             "SR lists the %d largest of %d lesions; totals cover all of them", cap, len(ranked)
         )
     return [
-        _lesion_group(lesion_tracking_id(rank), [_volume(lesion.volume_ml)], context)
-        for rank, lesion in enumerate(ranked[:cap], start=1)
+        _lesion_group(lesion_tracking_id(rank), [_volume(lesion.volume_ml)], context, uid)
+        for rank, (lesion, uid) in enumerate(zip(ranked[:cap], uids, strict=False), start=1)
     ]
 
 

