@@ -14,6 +14,7 @@ from scipy import ndimage
 from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Provider, get_settings
 from mslesion.services.errors import InputError
+from mslesion.services.followup.artefacts import read_analysis
 from mslesion.services.pipeline import SegmentResult, segment_study
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.catalogue import ModelSet
@@ -71,6 +72,7 @@ def test_outputs_written(result: SegmentResult) -> None:
         "report.json",
         "montage.png",
         "job.log",
+        "analysis",  # what a later follow-up reading needs (services/followup/artefacts.py)
     }
     assert result.report.lesion_count > 0
     assert 800 < result.report.brain_volume_ml < 2000
@@ -155,3 +157,20 @@ def test_refuses_non_empty_output(dicom_study: Path, model: CascadeModel, tmp_pa
     with pytest.raises(InputError, match="not empty"):
         segment_study(dicom_study, tmp_path, model, get_settings())
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+def test_the_analysis_kept_for_follow_up_matches_the_report(result: SegmentResult) -> None:
+    """Label N of the kept map is "lesion N" of the report and SR, with the SR's tracking UID."""
+    kept = read_analysis(result.out_dir)
+    report = result.report
+    assert int(kept.labels.max()) == report.lesion_count
+    voxel_ml = report.lesions[0].volume_ml / report.lesions[0].voxels
+    for entry in report.lesions[:5]:
+        assert int((kept.labels == entry.rank).sum()) == entry.voxels
+        assert entry.volume_ml == pytest.approx(entry.voxels * voxel_ml)
+        assert entry.location is not None
+    sr = hd.sr.srread(result.out_dir / "lesions_sr.dcm")
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    uids = {str(g.tracking_uid) for g in groups}
+    assert {e.tracking_uid for e in report.lesions} <= uids
+    assert kept.probability.shape == kept.labels.shape == kept.brain.shape
