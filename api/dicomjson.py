@@ -76,7 +76,7 @@ def instance_result(row: ResultFile, base: str) -> dict[str, Any]:
     ds.SOPInstanceUID = row.sop_instance_uid
     ds.Modality = row.modality or ""
     ds.SeriesNumber = row.series_number
-    ds.InstanceNumber = 1
+    ds.InstanceNumber = row.part or 1  # the n-th secondary capture of a follow-up series
     assert row.study_uid and row.series_uid and row.sop_instance_uid
     ds.RetrieveURL = instance_url(base, row.study_uid, row.series_uid, row.sop_instance_uid)
     return ds.to_json_dict()

@@ -16,7 +16,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mslesion.api.auditing import AuditMiddleware
 from mslesion.api.ratelimit import RateLimitMiddleware
-from mslesion.api.routes import audit, dicomweb, health, jobs, patients, results, stow, uploads
+from mslesion.api.routes import (
+    audit,
+    comparisons,
+    dicomweb,
+    health,
+    jobs,
+    patients,
+    results,
+    stow,
+    uploads,
+)
 from mslesion.api.schemas import ErrorOut
 from mslesion.services.config import Settings
 from mslesion.services.errors import MSLesionError
@@ -32,7 +42,9 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {
 
 DESCRIPTION = (
     "MS lesion segmentation node: DICOMweb STOW-RS upload, zip upload, jobs, result "
-    "downloads, QIDO-RS/WADO-RS of the result SEG and SR, and per-patient lesion-load history. "
+    "downloads, QIDO-RS/WADO-RS of the result SEG and SR (and of the follow-up SEG, SR and "
+    "secondary captures), per-patient lesion-load history, tracked lesions and follow-up "
+    "comparisons. "
     "Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`."
 )
 
@@ -43,7 +55,8 @@ def create_app(settings: Settings, db: Database, dispatcher: Dispatcher) -> Fast
     app.state.settings = settings
     app.state.db = db
     app.state.dispatcher = dispatcher
-    for module in (health, stow, uploads, jobs, results, dicomweb, patients, audit):
+    modules = (health, stow, uploads, jobs, results, dicomweb, patients, comparisons, audit)
+    for module in modules:
         # Every route but the health probes may answer 429 (api/ratelimit.py).
         limited = settings.rate_limit_per_minute and module is not health
         app.include_router(module.router, responses=RATE_LIMITED if limited else None)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from mslesion.services.store.enums import ForwardState, JobState, ResultKind, Role
+from mslesion.services.followup.model import ChangeCategory, RegistrationSummary
+from mslesion.services.store.enums import (
+    ComparisonState,
+    ComparisonTrigger,
+    ForwardState,
+    JobState,
+    ResultKind,
+    Role,
+)
 from mslesion.services.store.repositories.history import StudyLoad
+from mslesion.services.store.repositories.lesions import TrackedLesionHistory
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
@@ -163,6 +172,71 @@ class LesionLoadOut(BaseModel):
 
     patient_id: str
     studies: list[StudyLoadOut]
+
+
+class PatientLesionsOut(BaseModel):
+    """A patient's tracked lesions (by short name), each with its volume per visit."""
+
+    patient_id: str
+    lesions: list[TrackedLesionHistory]
+
+
+# --- follow-up comparisons ------------------------------------------------------------------
+
+COMPARISON_FILE_PATTERN = r"^(seg|sr|json|png|sc_[1-9][0-9]?)$"
+
+
+class ComparisonRequest(BaseModel):
+    """An explicit comparison (re-analysis) of two analysed studies of one patient."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prior_study_uid: str = Field(pattern=UID_PATTERN, max_length=64)
+    current_study_uid: str = Field(pattern=UID_PATTERN, max_length=64)
+
+
+class ComparisonCreated(BaseModel):
+    """A comparison created and queued."""
+
+    comparison_id: str
+    state: ComparisonState
+    url: str
+
+
+class ComparisonFileLink(BaseModel):
+    """A downloadable file of a succeeded comparison."""
+
+    name: str = Field(description="seg, sr, json, png, or sc_<n> (n-th secondary capture)")
+    kind: ResultKind
+    media_type: str
+    url: str
+
+
+class ComparisonDetail(BaseModel):
+    """Everything known about one follow-up comparison."""
+
+    id: str
+    state: ComparisonState
+    trigger: ComparisonTrigger
+    prior_study_uid: str
+    prior_study_date: dt.date | None
+    current_study_uid: str
+    current_study_date: dt.date | None
+    prior_job_id: str
+    current_job_id: str
+    attempts: int
+    counts: dict[ChangeCategory, int] | None = Field(description="lesions per change category")
+    activity: bool | None = Field(description="any new or enlarging lesion (None: not yet)")
+    registration: RegistrationSummary | None
+    error: str | None
+    timings_s: dict[str, float] = Field(description="stage -> seconds")
+    created_at: dt.datetime
+    enqueued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    created_by: str | None
+    results: list[ComparisonFileLink]
+    forwards: list[ForwardOut]
 
 
 # --- health and audit -----------------------------------------------------------------------

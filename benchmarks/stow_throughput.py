@@ -56,6 +56,12 @@ class NullDispatcher:
     def enqueue_forward(self, job_id: str) -> None:
         """Accept and forget."""
 
+    def enqueue_comparison(self, comparison_id: str) -> None:
+        """Accept and forget."""
+
+    def enqueue_comparison_forward(self, comparison_id: str) -> None:
+        """Accept and forget."""
+
     def ping(self) -> None:
         """Always reachable."""
 

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mslesion.services.errors import ConfigError
+from mslesion.services.followup.model import ChangeThresholds, FollowUpMode
 
 # The installed `mslesion` package folder (not resolved: in a checkout mslesion/services links
 # to services/, and the package's own view of its files is what a wheel has too).
@@ -200,6 +201,18 @@ class Settings(BaseSettings):
     )
     forward_calling_aet: str = Field(
         default="MSLESION", max_length=16, description="Calling AE title used when forwarding."
+    )
+    # --- follow-up reading ---------------------------------------------------------------------
+    followup_mode: FollowUpMode = Field(
+        default=FollowUpMode.LATEST_PRIOR,
+        description="Which earlier study a completed study is compared with: 'off', "
+        "'latest_prior' (the most recent earlier analysed study of the patient) or 'baseline' "
+        "(the patient's earliest analysed study).",
+    )
+    followup_thresholds: ChangeThresholds = Field(
+        default_factory=ChangeThresholds,
+        description="The rules that make a lesion new, enlarging or shrinking (JSON object of "
+        "ChangeThresholds fields; unset fields keep their defaults).",
     )
 
     @field_validator("uid_root")

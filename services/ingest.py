@@ -72,10 +72,10 @@ class IngestError(MSLesionError):
 
 # What ingest reads from a header; decoded eagerly so a bad value is refused here.
 _IDENTIFIERS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                "PatientID", "StudyDate")  # fmt: skip
+                "PatientID", "IssuerOfPatientID", "StudyDate")  # fmt: skip
 _PIXEL_DATA = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 MAX_INFLATED_BYTES = 512 * 2**20  # far above any MR instance, far below a bomb's appetite
-MAX_PATIENT_ID = 64  # LO, and the width of studies.patient_id
+MAX_PATIENT_ID = 64  # LO, and the width of studies.patient_id and .issuer_of_patient_id
 
 
 def read_header(data: bytes) -> Dataset:
@@ -180,12 +180,8 @@ def record_for(ds: Dataset, path: str, size: int) -> InstanceRecord:
             DicomStatus.SOP_CLASS_NOT_SUPPORTED,
             f"SOP Class {sop_class or '(missing)'} is not MR image storage",
         )
-    patient_id = str(ds.get("PatientID", "") or "")
-    if len(patient_id) > MAX_PATIENT_ID or "\0" in patient_id:
-        raise IngestError(
-            DicomStatus.DATASET_DOES_NOT_MATCH,
-            f"PatientID is not a valid LO value (at most {MAX_PATIENT_ID} characters, no NUL)",
-        )
+    patient_id = _lo(ds, "PatientID")
+    issuer = _lo(ds, "IssuerOfPatientID")
     try:
         return InstanceRecord(
             study_uid=str(ds.StudyInstanceUID),
@@ -193,6 +189,7 @@ def record_for(ds: Dataset, path: str, size: int) -> InstanceRecord:
             sop_instance_uid=str(ds.SOPInstanceUID),
             sop_class_uid=sop_class,
             patient_id=patient_id or None,
+            issuer_of_patient_id=issuer or None,
             study_date=_date(ds.get("StudyDate")),
             path=path,
             size_bytes=size,
@@ -201,6 +198,17 @@ def record_for(ds: Dataset, path: str, size: int) -> InstanceRecord:
         raise IngestError(
             DicomStatus.DATASET_DOES_NOT_MATCH, f"a required identifier is missing: {exc}"
         ) from exc
+
+
+def _lo(ds: Dataset, keyword: str) -> str:
+    """A patient identifier (LO) as stored: at most MAX_PATIENT_ID characters, no NUL."""
+    value = str(ds.get(keyword, "") or "")
+    if len(value) > MAX_PATIENT_ID or "\0" in value:
+        raise IngestError(
+            DicomStatus.DATASET_DOES_NOT_MATCH,
+            f"{keyword} is not a valid LO value (at most {MAX_PATIENT_ID} characters, no NUL)",
+        )
+    return value
 
 
 def _date(value: object) -> dt.date | None:

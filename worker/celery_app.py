@@ -31,6 +31,8 @@ from mslesion.worker.policy import longest_retry_delay
 
 RUN_JOB_TASK = "mslesion.run_job"
 FORWARD_TASK = "mslesion.forward_results"
+RUN_COMPARISON_TASK = "mslesion.run_comparison"
+FORWARD_COMPARISON_TASK = "mslesion.forward_comparison"
 
 
 class NodeCelery(Celery):

@@ -3,6 +3,8 @@
 * :class:`CeleryDispatcher` — production: a message on the broker for the Celery workers.
 * :class:`InProcessDispatcher` — one machine, no broker: a background thread running the
   same :class:`~worker.runner.JobRunner` methods with the same retry policy.
+
+Both carry jobs, their forwarding, follow-up comparisons and the comparisons' forwarding.
 """
 
 from __future__ import annotations
@@ -19,8 +21,14 @@ from typing import TYPE_CHECKING
 from celery import Celery
 
 from mslesion.services.config import Settings
+from mslesion.services.jobs import offer_comparisons_of_job
 from mslesion.worker import policy
-from mslesion.worker.celery_app import FORWARD_TASK, RUN_JOB_TASK
+from mslesion.worker.celery_app import (
+    FORWARD_COMPARISON_TASK,
+    FORWARD_TASK,
+    RUN_COMPARISON_TASK,
+    RUN_JOB_TASK,
+)
 from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
 
 if TYPE_CHECKING:  # the gateway imports this module; only workers need the pipeline
@@ -44,6 +52,14 @@ class CeleryDispatcher:
         """Queue ``mslesion.forward_results``."""
         self.app.send_task(FORWARD_TASK, args=[job_id])
 
+    def enqueue_comparison(self, comparison_id: str) -> None:
+        """Queue ``mslesion.run_comparison`` (raises when the broker is unreachable)."""
+        self.app.send_task(RUN_COMPARISON_TASK, args=[comparison_id])
+
+    def enqueue_comparison_forward(self, comparison_id: str) -> None:
+        """Queue ``mslesion.forward_comparison``."""
+        self.app.send_task(FORWARD_COMPARISON_TASK, args=[comparison_id])
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached within ``ping_timeout_s``."""
         with self.app.connection_for_write() as conn:
@@ -53,6 +69,8 @@ class CeleryDispatcher:
 class _Kind(StrEnum):
     JOB = "job"
     FORWARD = "forward"
+    COMPARISON = "comparison"
+    COMPARISON_FORWARD = "comparison forward"
 
 
 @dataclass(order=True)
@@ -60,7 +78,7 @@ class _Item:
     due: float
     seq: int
     kind: _Kind = field(compare=False)
-    job_id: str = field(compare=False)
+    job_id: str = field(compare=False)  # the comparison's id for the COMPARISON* kinds
     retries: int = field(compare=False, default=0)
 
 
@@ -106,6 +124,14 @@ class InProcessDispatcher:
         """Queue a forwarding round now."""
         self._push(_Kind.FORWARD, job_id, 0, delay_s=0.0)
 
+    def enqueue_comparison(self, comparison_id: str) -> None:
+        """Queue a follow-up comparison now (after what is queued already)."""
+        self._push(_Kind.COMPARISON, comparison_id, 0, delay_s=0.0)
+
+    def enqueue_comparison_forward(self, comparison_id: str) -> None:
+        """Queue a forwarding round of a comparison's results now."""
+        self._push(_Kind.COMPARISON_FORWARD, comparison_id, 0, delay_s=0.0)
+
     def ping(self) -> None:
         """Always reachable: the queue is in this process."""
 
@@ -135,6 +161,8 @@ class InProcessDispatcher:
             try:
                 if item.kind is _Kind.JOB:
                     self._run_job(item)
+                elif item.kind is _Kind.COMPARISON:
+                    self._run_comparison(item)
                 else:
                     self._forward(item)
             except Exception:  # e.g. the database is down: same policy as the Celery task
@@ -149,16 +177,33 @@ class InProcessDispatcher:
         outcome = self.runner.run(item.job_id, final_attempt=final)
         if outcome is RunOutcome.RETRY:
             self._retry(item)
+        elif outcome is RunOutcome.SUCCEEDED:
+            if self.settings.forward_destinations:
+                self.enqueue_forward(item.job_id)
+            try:  # queued after the job's own forwarding; the reconciler retries a failure
+                offer_comparisons_of_job(self.runner.db, self, item.job_id)
+            except Exception:
+                log.exception("job %s: follow-up comparison not offered", item.job_id)
+
+    def _run_comparison(self, item: _Item) -> None:
+        final = policy.is_final_job_attempt(self.settings, item.retries)
+        outcome = self.runner.compare(item.job_id, final_attempt=final)
+        if outcome is RunOutcome.RETRY:
+            self._retry(item)
         elif outcome is RunOutcome.SUCCEEDED and self.settings.forward_destinations:
-            self.enqueue_forward(item.job_id)
+            self.enqueue_comparison_forward(item.job_id)
 
     def _forward(self, item: _Item) -> None:
         final = policy.is_final_forward_attempt(self.settings, item.retries)
-        if self.runner.forward(item.job_id, final_attempt=final) is ForwardOutcome.PENDING:
+        if item.kind is _Kind.COMPARISON_FORWARD:
+            outcome = self.runner.forward_comparison(item.job_id, final_attempt=final)
+        else:
+            outcome = self.runner.forward(item.job_id, final_attempt=final)
+        if outcome is ForwardOutcome.PENDING:
             self._retry(item)
 
     def _retry(self, item: _Item) -> None:
-        if item.kind is _Kind.JOB:
+        if item.kind in (_Kind.JOB, _Kind.COMPARISON):
             if policy.is_final_job_attempt(self.settings, item.retries):
                 return
             delay = policy.job_retry_delay(self.settings, item.retries)

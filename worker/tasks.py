@@ -1,10 +1,11 @@
 """Thin Celery tasks around the :class:`~worker.runner.JobRunner`.
 
-Each takes a job id, lets the runner do the work, and turns its outcome into a retry with
-backoff (policy in :mod:`worker.policy`).
+Each takes a job id (or a comparison id), lets the runner do the work, and turns its outcome
+into a retry with backoff (policy in :mod:`worker.policy`; comparisons follow the job policy).
 
-Both tasks are idempotent: the job and forward rows in the database say what is left to do,
-so a redelivered message (late acks, lost worker) repeats nothing that already succeeded.
+Every task is idempotent: the job, comparison and forward rows in the database say what is
+left to do, so a redelivered message (late acks, lost worker) repeats nothing that already
+succeeded. A succeeded job first queues its own forwarding, then its follow-up comparison.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from celery import Celery, Task, current_app, shared_task
 from celery.signals import worker_init, worker_process_init
 
 from mslesion.services.config import JOB_SOFT_TIME_LIMIT_S, JOB_TIME_LIMIT_S, Settings
+from mslesion.services.jobs import offer_comparisons_of_job
 from mslesion.services.logpolicy import apply_log_policy
 from mslesion.services.store.database import Database
 from mslesion.worker import policy
-from mslesion.worker.celery_app import FORWARD_TASK, RUN_JOB_TASK, NodeCelery
+from mslesion.worker.celery_app import (
+    FORWARD_COMPARISON_TASK,
+    FORWARD_TASK,
+    RUN_COMPARISON_TASK,
+    RUN_JOB_TASK,
+    NodeCelery,
+)
+from mslesion.worker.dispatch import CeleryDispatcher
 from mslesion.worker.runner import ForwardOutcome, JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
@@ -91,9 +100,23 @@ def run_job(self: Task, job_id: str) -> str:
         raise self.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
     if outcome is RunOutcome.RETRY:
         raise self.retry(countdown=delay, max_retries=settings.job_max_retries)
-    if outcome is RunOutcome.SUCCEEDED and settings.forward_destinations:
-        self.app.send_task(FORWARD_TASK, args=[job_id])
+    if outcome is RunOutcome.SUCCEEDED:
+        if settings.forward_destinations:
+            self.app.send_task(FORWARD_TASK, args=[job_id])
+        _offer_followups(self.app, job_id)
     return outcome.value
+
+
+def _offer_followups(app: Celery, job_id: str) -> None:
+    """Queue the comparisons the job's success planned (after its own forwarding).
+
+    Never fails the task: a comparison not offered now stays queued in the database and the
+    reconciler offers it later.
+    """
+    try:
+        offer_comparisons_of_job(runner_for(app).db, CeleryDispatcher(app), job_id)
+    except Exception:
+        log.exception("job %s: follow-up comparison not offered; the reconciler will", job_id)
 
 
 @shared_task(bind=True, name=FORWARD_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -107,6 +130,47 @@ def forward_results(self: Task, job_id: str) -> str:
     retries = int(self.request.retries or 0)
     final = policy.is_final_forward_attempt(settings, retries)
     outcome = runner_for(self.app).forward(job_id, final_attempt=final)
+    if outcome is ForwardOutcome.PENDING:
+        raise self.retry(
+            countdown=policy.forward_retry_delay(settings, retries),
+            max_retries=settings.forward_max_retries,
+        )
+    return outcome.value
+
+
+@shared_task(
+    bind=True,
+    name=RUN_COMPARISON_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=JOB_SOFT_TIME_LIMIT_S,
+    time_limit=JOB_TIME_LIMIT_S,
+)
+def run_comparison(self: Task, comparison_id: str) -> str:
+    """Run one follow-up comparison; retry transient failures as a job's, then forward."""
+    settings = node_settings(self.app)
+    retries = int(self.request.retries or 0)
+    delay = policy.job_retry_delay(settings, retries)
+    try:
+        outcome = runner_for(self.app).compare(
+            comparison_id, final_attempt=policy.is_final_job_attempt(settings, retries)
+        )
+    except Exception as exc:  # the database could not even record the outcome
+        raise self.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
+    if outcome is RunOutcome.RETRY:
+        raise self.retry(countdown=delay, max_retries=settings.job_max_retries)
+    if outcome is RunOutcome.SUCCEEDED and settings.forward_destinations:
+        self.app.send_task(FORWARD_COMPARISON_TASK, args=[comparison_id])
+    return outcome.value
+
+
+@shared_task(bind=True, name=FORWARD_COMPARISON_TASK, acks_late=True, reject_on_worker_lost=True)
+def forward_comparison(self: Task, comparison_id: str) -> str:
+    """Send a comparison's SEG, SR and secondary captures to its pending destinations."""
+    settings = node_settings(self.app)
+    retries = int(self.request.retries or 0)
+    final = policy.is_final_forward_attempt(settings, retries)
+    outcome = runner_for(self.app).forward_comparison(comparison_id, final_attempt=final)
     if outcome is ForwardOutcome.PENDING:
         raise self.retry(
             countdown=policy.forward_retry_delay(settings, retries),

@@ -1,4 +1,7 @@
-"""QIDO-RS and WADO-RS (PS3.18 10.4, 10.6) over the result series this node made (SEG, SR).
+"""QIDO-RS and WADO-RS (PS3.18 10.4, 10.6) over the result series this node made.
+
+The series: each job's SEG and SR, and each succeeded follow-up comparison's SEG, SR and
+secondary captures.
 
 Enough of both for a viewer or dicomweb-client to find a study's SEG and load it: series and
 instance searches answer DICOM JSON; retrieval answers ``multipart/related;
@@ -52,7 +55,7 @@ _TAGS = {
     "0020000E": "SeriesInstanceUID",
     "00080018": "SOPInstanceUID",
 }
-_MAX_SCAN = 10_000  # result instances considered by one search (SEG and SR: two per job)
+_MAX_SCAN = 10_000  # result instances considered by one search (two per job, more per comparison)
 _SEARCH_OK = dicom_json_response(DATASETS_SCHEMA, "Matches (an empty array when none)")
 _MULTIPART = {
     "description": "The instances",

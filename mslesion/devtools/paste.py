@@ -63,7 +63,7 @@ def paste_lesions(
     spacing = np.array(target.GetSpacing()[::-1])
     rng = np.random.default_rng(seed)
     pool = _donor_lesions(donors, t)
-    rng.shuffle(pool)  # type: ignore[arg-type]
+    rng.shuffle(pool)
     blocked = ndimage.distance_transform_edt(avoid == 0, sampling=spacing) <= CLEARANCE_MM
     mask = np.zeros(t.shape, dtype=np.uint8)
     signal = np.zeros(t.shape, dtype=np.float32)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mslesion.services.reporting.disclaimer import RESEARCH_DISCLAIMER
+from mslesion.services.disclaimer import RESEARCH_DISCLAIMER
 
 
 class ChangeCategory(StrEnum):

@@ -7,6 +7,8 @@ of the comparison or none of them.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from pydicom import Dataset
 from mslesion.services.config import Settings
 from mslesion.services.errors import InputError
 from mslesion.services.followup.analysis import FollowUpAnalysis
+from mslesion.services.followup.model import FollowUpReport
 from mslesion.services.reporting.followup_montage import followup_pages
 from mslesion.services.reporting.followup_sc import build_followup_sc
 from mslesion.services.reporting.followup_seg import build_followup_seg
@@ -69,6 +72,7 @@ def write_followup_outputs(
         raise InputError(f"{out_dir}: output folder exists and is not empty")
     report = analysis.report
     name, version = report.model_name, report.model_version
+    history = with_current_activity(history, report)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -102,3 +106,27 @@ def write_followup_outputs(
         raise
     analysis.report = completed
     return {key: out_dir / file_name for key, file_name in names.items()}
+
+
+def with_current_activity(
+    history: Sequence[ChartPoint], report: FollowUpReport
+) -> list[ChartPoint]:
+    """The timeline with the current visit marked active when this comparison found activity.
+
+    The caller builds the timeline before the comparison, so it cannot know the current
+    visit's activity yet; the last point of the current study's date carries it.
+    """
+    points = list(history)
+    current = _study_date(report.current_study_date)
+    for i in range(len(points) - 1, -1, -1):
+        if points[i].study_date == current:
+            points[i] = dataclasses.replace(points[i], active=points[i].active or report.activity)
+            break
+    return points
+
+
+def _study_date(value: str | None) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(value, "%Y%m%d").date() if value else None
+    except ValueError:
+        return None

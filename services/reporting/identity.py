@@ -16,7 +16,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import UID, generate_uid
 
 from mslesion.services.config import Settings
-from mslesion.services.reporting.disclaimer import (  # re-exported for the writers
+from mslesion.services.disclaimer import (  # re-exported for the writers
     RESEARCH_DISCLAIMER as RESEARCH_DISCLAIMER,
 )
 

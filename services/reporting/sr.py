@@ -266,7 +266,7 @@ def _per_lesion_groups(
     ranked = rank_lesions(lesions)
     if tracking_uids and len(tracking_uids) != len(ranked):
         raise InputError(f"{len(tracking_uids)} tracking UIDs given for {len(ranked)} lesions")
-    uids = list(tracking_uids) or [None] * len(ranked)
+    uids: list[str | None] = list(tracking_uids) or [None] * len(ranked)
     if len(ranked) > cap:
         logger.warning(
             "SR lists the %d largest of %d lesions; totals cover all of them", cap, len(ranked)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -22,7 +23,11 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from mslesion.services.followup.model import ChangeCategory, Location
 from mslesion.services.store.enums import (
+    STUDY_SCOPE,
+    ComparisonState,
+    ComparisonTrigger,
     ForwardState,
     JobState,
     ResultKind,
@@ -37,9 +42,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _enum(cls: type) -> SAEnum:
+def _enum(cls: type, length: int = 16) -> SAEnum:
     # Stored by value as plain strings (no native enum type): migrations stay simple.
-    return SAEnum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    return SAEnum(
+        cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -78,6 +85,7 @@ class Study(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(64), unique=True)
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    issuer_of_patient_id: Mapped[str | None] = mapped_column(String(64))  # (0010,0021)
     study_date: Mapped[dt.date | None] = mapped_column(Date)
     source: Mapped[Source] = mapped_column(_enum(Source))
     calling_aet: Mapped[str | None] = mapped_column(String(16))
@@ -136,17 +144,32 @@ class Job(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))  # API key name or AE title
 
     study: Mapped[Study] = relationship(back_populates="jobs")
-    results: Mapped[list[ResultFile]] = relationship(back_populates="job")
-    forwards: Mapped[list[Forward]] = relationship(back_populates="job")
+    # The job's own results and forwards; those of comparisons are the comparisons' (scope).
+    results: Mapped[list[ResultFile]] = relationship(
+        primaryjoin="and_(Job.id == ResultFile.job_id, ResultFile.scope == '')", viewonly=True
+    )
+    forwards: Mapped[list[Forward]] = relationship(
+        primaryjoin="and_(Job.id == Forward.job_id, Forward.scope == '')", viewonly=True
+    )
 
 
 class ResultFile(Base):
-    """A file a job produced. DICOM results carry their UIDs for QIDO/WADO."""
+    """A file a job or a comparison produced. DICOM results carry their UIDs for QIDO/WADO.
+
+    A comparison's files belong to its current study's job (``job_id``) and to the comparison
+    (``comparison_id``); ``scope`` repeats the comparison id, or is ``""`` for the job's own
+    files, so that the unique key has no NULL in it (NULLs never collide in a unique key).
+    """
 
     __tablename__ = "result_files"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    comparison_id: Mapped[str | None] = mapped_column(
+        ForeignKey("comparisons.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(36), default=STUDY_SCOPE, server_default="")
+    part: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # n-th SC, else 0
     kind: Mapped[ResultKind] = mapped_column(_enum(ResultKind))
     path: Mapped[str] = mapped_column(String(512))  # relative to the results root
     media_type: Mapped[str] = mapped_column(String(64))
@@ -158,27 +181,127 @@ class ResultFile(Base):
     series_number: Mapped[int | None] = mapped_column(Integer)
     series_description: Mapped[str | None] = mapped_column(String(64))
 
-    job: Mapped[Job] = relationship(back_populates="results")
+    job: Mapped[Job] = relationship()
 
-    __table_args__ = (UniqueConstraint("job_id", "kind", name="uq_result_job_kind"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "scope", "kind", "part", name="uq_result_job_scope_kind_part"),
+    )
 
 
 class Forward(Base):
-    """Delivery of a job's SEG and SR to one configured destination."""
+    """Delivery of a job's SEG and SR, or of a comparison's DICOM results, to one destination.
+
+    ``scope`` is ``""`` for the job's own results, else the comparison's id (see ResultFile).
+    """
 
     __tablename__ = "forwards"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    comparison_id: Mapped[str | None] = mapped_column(
+        ForeignKey("comparisons.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(36), default=STUDY_SCOPE, server_default="")
     destination: Mapped[str] = mapped_column(String(256))
     state: Mapped[ForwardState] = mapped_column(_enum(ForwardState), default=ForwardState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTC, default=utcnow, onupdate=utcnow)
 
-    job: Mapped[Job] = relationship(back_populates="forwards")
+    job: Mapped[Job] = relationship()
 
-    __table_args__ = (UniqueConstraint("job_id", "destination", name="uq_forward_job_dest"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "scope", "destination", name="uq_forward_job_scope_dest"),
+    )
+
+
+class Comparison(Base):
+    """One follow-up comparison: the current study's newest analysis against a prior's.
+
+    Its own unit of work (states as for jobs); the two studies' own results never wait for it.
+    """
+
+    __tablename__ = "comparisons"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    issuer: Mapped[str | None] = mapped_column(String(64))  # IssuerOfPatientID
+    prior_study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), index=True
+    )
+    current_study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), index=True
+    )
+    prior_job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    current_job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[ComparisonState] = mapped_column(
+        _enum(ComparisonState), default=ComparisonState.QUEUED, index=True
+    )
+    trigger: Mapped[ComparisonTrigger] = mapped_column(_enum(ComparisonTrigger))
+    registration: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # RegistrationSummary
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # category -> lesions
+    activity: Mapped[bool | None] = mapped_column(Boolean)  # any new or enlarging lesion
+    error: Mapped[str | None] = mapped_column(Text)
+    timings_s: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTC, default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTC)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTC)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTC)
+    created_by: Mapped[str | None] = mapped_column(String(64))  # API key name, or the node
+
+    prior_study: Mapped[Study] = relationship(foreign_keys=[prior_study_id])
+    current_study: Mapped[Study] = relationship(foreign_keys=[current_study_id])
+    results: Mapped[list[ResultFile]] = relationship(viewonly=True)
+    forwards: Mapped[list[Forward]] = relationship(viewonly=True)
+
+
+class TrackedLesion(Base):
+    """A lesion's persistent identity across a patient's visits (tracking UID, short ``L7``)."""
+
+    __tablename__ = "tracked_lesions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    issuer: Mapped[str | None] = mapped_column(String(64))
+    tracking_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    tracking_id: Mapped[str] = mapped_column(String(16))  # "L<number>"
+    number: Mapped[int] = mapped_column(Integer)
+    first_study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTC, default=utcnow)
+
+    observations: Mapped[list[LesionObservation]] = relationship(back_populates="lesion")
+
+
+class LesionObservation(Base):
+    """A tracked lesion as one study saw it.
+
+    With a category: the comparison's verdict for its current study; without (NULL): the
+    prior study's own lesion, recorded when that study was first used as a prior (baseline).
+    """
+
+    __tablename__ = "lesion_observations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tracked_lesion_id: Mapped[int] = mapped_column(
+        ForeignKey("tracked_lesions.id", ondelete="CASCADE"), index=True
+    )
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    comparison_id: Mapped[str | None] = mapped_column(
+        ForeignKey("comparisons.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    rank: Mapped[int | None] = mapped_column(Integer)  # in that study's report; None: gone
+    category: Mapped[ChangeCategory | None] = mapped_column(_enum(ChangeCategory))
+    volume_ml: Mapped[float] = mapped_column(Float)
+    location: Mapped[Location | None] = mapped_column(_enum(Location, 32))
+    centroid_mm_lps: Mapped[list[Any] | None] = mapped_column(JSON)
+
+    lesion: Mapped[TrackedLesion] = relationship(back_populates="observations")
+    study: Mapped[Study] = relationship()
 
 
 class ApiKey(Base):

@@ -31,6 +31,8 @@ class RecordingDispatcher:
 
     jobs: list[str] = field(default_factory=list)
     forwards: list[str] = field(default_factory=list)
+    comparisons: list[str] = field(default_factory=list)
+    comparison_forwards: list[str] = field(default_factory=list)
     broken: bool = False
 
     def enqueue_job(self, job_id: str) -> None:
@@ -40,6 +42,14 @@ class RecordingDispatcher:
     def enqueue_forward(self, job_id: str) -> None:
         self._check()
         self.forwards.append(job_id)
+
+    def enqueue_comparison(self, comparison_id: str) -> None:
+        self._check()
+        self.comparisons.append(comparison_id)
+
+    def enqueue_comparison_forward(self, comparison_id: str) -> None:
+        self._check()
+        self.comparison_forwards.append(comparison_id)
 
     def ping(self) -> None:
         self._check()

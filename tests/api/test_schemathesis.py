@@ -2,7 +2,8 @@
 
 Every operation of ``/openapi.json`` is called with generated requests (valid and invalid
 parameters and bodies) as an administrator, on a node seeded with a succeeded job (SEG, SR,
-JSON, PNG results, a failed forward), a failed job and an analysed patient, so the happy
+JSON, PNG results, a failed forward), a failed job, an analysed patient and a succeeded
+follow-up comparison (a secondary capture, a JSON report, tracked lesions), so the happy
 paths are reached as well as the refusals: generated path parameters are replaced by the
 seeded identifiers in about half of the examples. Every response must be a non-5xx, with a
 documented status code, content type, headers and a body matching the documented schema.
@@ -19,6 +20,7 @@ as documented in docs/RELIABILITY.md:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from pathlib import Path
@@ -38,14 +40,17 @@ from schemathesis.specs.openapi.checks import (
 
 from mslesion.api.main import create_app
 from mslesion.services.config import Settings
+from mslesion.services.followup.model import ChangeCategory
 from mslesion.services.ingest import read_header, store_instance
 from mslesion.services.store.database import Database
 from mslesion.services.store.enums import ResultKind, Role, Source
 from mslesion.services.store.filestore import job_result_dir
-from mslesion.services.store.repositories import forwards, jobs, studies
+from mslesion.services.store.repositories import forwards, jobs, lesions, studies
 from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
+from mslesion.services.store.repositories.lesions import PriorLesion
 from tests.api.conftest import Gateway, RecordingDispatcher
 from tests.corpus.base import mr_dataset, new_uid, part10
+from tests.services.store.followup_rows import analysed, change, report, succeeded_comparison
 
 EXAMPLES = int(os.environ.get("MSLESION_SCHEMATHESIS_EXAMPLES", "25"))
 PATIENT_ID = "FUZZ01"
@@ -136,8 +141,49 @@ def _stored_study(db: Database, settings: Settings) -> tuple[int, str]:
         return study.id, study.study_uid
 
 
+def _seed_comparison(gateway: Gateway, job_id: str, study_uid: str) -> str:
+    """A succeeded comparison of the seeded job's study with an earlier study of the patient,
+    with a follow-up JSON report and a secondary capture, and tracked lesions."""
+    settings = gateway.settings
+    _, prior_job = analysed(gateway.db, PATIENT_ID, new_uid(1), dt.date(2023, 1, 31))
+    folder = job_result_dir(settings.results_dir, job_id) / "followup" / "seeded"
+    sc = mr_dataset(study_uid=study_uid, patient_id=PATIENT_ID)
+    _write(folder / "sc_1.dcm", part10(sc))
+    _write(folder / "followup.json", b'{"activity": true}')
+    records = [
+        ResultRecord(
+            kind=ResultKind.FOLLOWUP_SC,
+            part=1,
+            path=str((folder / "sc_1.dcm").relative_to(settings.results_dir)),
+            media_type="application/dicom",
+            study_uid=study_uid,
+            series_uid=str(sc.SeriesInstanceUID),
+            sop_instance_uid=str(sc.SOPInstanceUID),
+            sop_class_uid=str(sc.SOPClassUID),
+            modality="OT",
+            series_number=9103,
+        ),
+        ResultRecord(
+            kind=ResultKind.FOLLOWUP_JSON,
+            path=str((folder / "followup.json").relative_to(settings.results_dir)),
+            media_type="application/json",
+        ),
+    ]
+    ids, _ = lesions.identities_from_report([(1, "2.25.71")], 0, lambda: "")
+    followup = report(
+        "1.2.3",
+        study_uid,
+        [change("2.25.71", "L1", ChangeCategory.ENLARGING, 1, [1]), change("2.25.72", "L2",
+         ChangeCategory.NEW, 2)],
+    )  # fmt: skip
+    return succeeded_comparison(
+        gateway.db, prior_job, job_id, followup, ids, {1: PriorLesion(0.2)}, records
+    )
+
+
 def seed(gateway: Gateway) -> dict[str, str]:
-    """A succeeded job with results and a failed forward, and a failed job."""
+    """A succeeded job with results and a failed forward, a failed job, and a succeeded
+    follow-up comparison of the succeeded job's study."""
     db, node = gateway.db, gateway.settings
     study_id, study_uid = _stored_study(db, node)
     failed_study_id, _ = _stored_study(db, node)
@@ -162,12 +208,15 @@ def seed(gateway: Gateway) -> dict[str, str]:
         assert jobs.succeed(session, job_id, outcome)
         (fwd,) = forwards.ensure_forwards(session, job_id, ["dicom://PACS@127.0.0.1:1"])
         forwards.record_attempt(session, fwd.id, error="connection refused", final=True)
+    comparison_id = _seed_comparison(gateway, job_id, study_uid)
     return {
         "job_id": job_id,
         "study": study_uid,
         "series": series_uid,
         "sop": sop,
         "patient_id": PATIENT_ID,
+        "comparison_id": comparison_id,
+        "name": "sc_1",
     }
 
 

@@ -239,3 +239,93 @@ def test_a_tilted_study_goes_through_the_node_and_a_bad_stack_is_refused_early(
     assert (failed["state"], failed["stage"], failed["attempts"]) == ("failed", "select", 1)
     assert "sheared stack" in failed["error"] and failed["forwards"] == []
     assert pacs.orthanc.modalities_in_study(refused.study_uid) == ["MR", "MR"]
+
+
+def _sr_tracking_uids(ds: pydicom.Dataset) -> dict[str, str]:
+    """Tracking identifier (text) -> tracking UID of every measurement group of an SR."""
+    sr = hd.sr.Comprehensive3DSR.from_dataset(ds)
+    groups = [
+        *sr.content.get_volumetric_roi_measurement_groups(),
+        *sr.content.get_planar_roi_measurement_groups(),
+        *sr.content.get_image_measurement_groups(),
+    ]
+    return {str(g.tracking_identifier): str(g.tracking_uid) for g in groups if g.tracking_uid}
+
+
+def _followup_back(orthanc: Orthanc, study_uid: str) -> list[str] | None:
+    modalities = orthanc.modalities_in_study(study_uid)
+    # The single-study SEG + SR, then the follow-up SEG + SR and secondary capture.
+    return modalities if modalities.count("SEG") == 2 and "OT" in modalities else None
+
+
+def _instances(orthanc: Orthanc, study_uid: str, modality: str) -> list[pydicom.Dataset]:
+    out = []
+    for series in orthanc.find_series(study_uid):
+        if series.get("Modality") != modality:
+            continue
+        for instance in orthanc.instances_of_series(series["SeriesInstanceUID"]):
+            out.append(
+                pydicom.dcmread(pydicom.filebase.DicomBytesIO(orthanc.instance_file(instance)))
+            )
+    return out
+
+
+def test_a_follow_up_study_comes_back_with_change_categories_and_the_same_lesion_uids(
+    pacs: Pacs, shared_data: Path, tmp_path: Path
+) -> None:
+    """Issue 10 end to end: two visits of one patient sent by C-STORE in date order."""
+    phi = Phi()
+    first = write_time_point(shared_data, 1, tmp_path / "visit1", phi, study_date="20100301")
+    storescu(tmp_path / "visit1", pacs.orthanc.aet, pacs.orthanc.dicom_port)
+    wait_for(
+        "the first visit's SEG and SR in Orthanc",
+        lambda: _series_back(pacs.orthanc, first.study_uid),
+        RESULT_TIMEOUT_S,
+        pacs.children,
+        interval_s=2.0,
+    )
+    (first_sr,) = _instances(pacs.orthanc, first.study_uid, "SR")
+    first_uids = set(_sr_tracking_uids(first_sr).values())
+
+    second = write_time_point(shared_data, 2, tmp_path / "visit2", phi, study_date="20110301")
+    storescu(tmp_path / "visit2", pacs.orthanc.aet, pacs.orthanc.dicom_port)
+    modalities = wait_for(
+        "the follow-up SEG, SR and secondary capture in Orthanc",
+        lambda: _followup_back(pacs.orthanc, second.study_uid),
+        RESULT_TIMEOUT_S * 1.5,
+        pacs.children,
+        interval_s=2.0,
+    )
+    assert modalities.count("SR") == 2
+
+    # The follow-up SEG: one segment per change category, on the second visit's FLAIR.
+    segs = [
+        hd.seg.Segmentation.from_dataset(ds)
+        for ds in _instances(pacs.orthanc, second.study_uid, "SEG")
+    ]
+    (change,) = [s for s in segs if s.number_of_segments == 4]
+    labels = [change.get_segment_description(n).segment_label for n in range(1, 5)]
+    assert [label.split()[0] for label in labels] == ["New", "Enlarging", "Stable", "Shrinking"]
+    assert change.StudyInstanceUID == second.study_uid
+
+    # The follow-up SR reuses the first visit's tracking UIDs for the lesions seen then.
+    followup_uids = [
+        set(_sr_tracking_uids(ds).values())
+        for ds in _instances(pacs.orthanc, second.study_uid, "SR")
+    ]
+    reused = max(len(uids & first_uids) for uids in followup_uids)
+    assert reused >= 3, f"only {reused} lesion UIDs of the first visit reused"
+
+    # The lesion-load history shows the activity and which comparison it came from.
+    history = _api(pacs, f"/api/v1/patients/{phi.patient_id}/lesion-load")
+    by_uid = {s["study_uid"]: s for s in history["studies"]}
+    assert by_uid[first.study_uid]["activity"] is None  # nothing earlier to compare with
+    later = by_uid[second.study_uid]
+    assert later["activity"] is True  # visit 2 has new lesions (the reference marks 3.5 ml)
+    assert later["new_count"] >= 1
+    assert later["comparison"]["prior_study_uid"] == first.study_uid
+    lesions = _api(pacs, f"/api/v1/patients/{phi.patient_id}/lesions")["lesions"]
+    assert any(len(lesion["visits"]) == 2 for lesion in lesions)
+
+    leaks = lines_containing([child.log_path for child in pacs.children], phi.needles())
+    assert not leaks, "PHI in the node's logs:\n" + "\n".join(leaks[:20])

@@ -1,4 +1,8 @@
-"""Forwarding of results to configured destinations."""
+"""Forwarding of results to configured destinations.
+
+A job's own SEG and SR are one delivery per destination (scope ``""``); each comparison's
+DICOM results are another, with their own attempts and state (scope: the comparison's id).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,23 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mslesion.services.store.enums import ForwardState
+from mslesion.services.store.enums import STUDY_SCOPE, ForwardState
 from mslesion.services.store.tables import Forward, utcnow
 
 
-def ensure_forwards(session: Session, job_id: str, destinations: list[str]) -> list[Forward]:
-    """One pending forward per destination not yet sent (idempotent)."""
-    existing = {f.destination: f for f in forwards_of(session, job_id)}
+def ensure_forwards(
+    session: Session, job_id: str, destinations: list[str], *, comparison_id: str | None = None
+) -> list[Forward]:
+    """One pending forward per destination not yet sent (idempotent).
+
+    With ``comparison_id``: the forwards of that comparison's results (``job_id`` is its
+    current study's job).
+    """
+    scope = comparison_id or STUDY_SCOPE
+    existing = {f.destination: f for f in _of_scope(session, job_id, scope)}
     for dest in destinations:
         if dest not in existing:
-            fwd = Forward(job_id=job_id, destination=dest)
+            fwd = Forward(job_id=job_id, destination=dest, scope=scope, comparison_id=comparison_id)
             session.add(fwd)
             existing[dest] = fwd
     session.flush()
@@ -24,8 +35,23 @@ def ensure_forwards(session: Session, job_id: str, destinations: list[str]) -> l
 
 
 def forwards_of(session: Session, job_id: str) -> list[Forward]:
-    """All forwards of a job."""
-    return list(session.scalars(select(Forward).where(Forward.job_id == job_id)))
+    """All forwards of a job's own results."""
+    return _of_scope(session, job_id, STUDY_SCOPE)
+
+
+def comparison_forwards(session: Session, comparison_id: str) -> list[Forward]:
+    """All forwards of a comparison's results."""
+    rows = session.scalars(
+        select(Forward).where(Forward.scope == comparison_id).order_by(Forward.id)
+    )
+    return list(rows)
+
+
+def _of_scope(session: Session, job_id: str, scope: str) -> list[Forward]:
+    rows = session.scalars(
+        select(Forward).where(Forward.job_id == job_id, Forward.scope == scope).order_by(Forward.id)
+    )
+    return list(rows)
 
 
 def record_attempt(session: Session, forward_id: int, *, error: str | None, final: bool) -> None:
@@ -42,34 +68,50 @@ def record_attempt(session: Session, forward_id: int, *, error: str | None, fina
 
 
 def reset_failed(session: Session, job_id: str) -> int:
-    """Make failed forwards pending again (re-send); returns how many."""
+    """Make a job's failed forwards pending again (re-send); returns how many."""
     result = session.execute(
         update(Forward)
-        .where(Forward.job_id == job_id, Forward.state == ForwardState.FAILED)
+        .where(
+            Forward.job_id == job_id,
+            Forward.scope == STUDY_SCOPE,
+            Forward.state == ForwardState.FAILED,
+        )
         .values(state=ForwardState.PENDING, last_error=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def stale_pending(session: Session, older_than_s: float, backoff_s: float) -> list[str]:
-    """Jobs with a forward left pending and untouched for too long: its message was lost.
+    """Jobs with a forward of their own results left pending and untouched for too long.
 
-    A forward never attempted is stale after ``older_than_s`` seconds; one waiting for its
-    n-th retry only after its backoff (``backoff_s * 2**(n-1)``) on top, so a retry still
-    counting down is not offered twice.
+    Its message was lost. A forward never attempted is stale after ``older_than_s`` seconds;
+    one waiting for its n-th retry only after its backoff (``backoff_s * 2**(n-1)``) on top,
+    so a retry still counting down is not offered twice.
     """
+    return _stale(session, older_than_s, backoff_s, comparisons=False)
+
+
+def stale_pending_comparisons(session: Session, older_than_s: float, backoff_s: float) -> list[str]:
+    """Comparisons with a forward left pending too long (as :func:`stale_pending`)."""
+    return _stale(session, older_than_s, backoff_s, comparisons=True)
+
+
+def _stale(session: Session, older_than_s: float, backoff_s: float, comparisons: bool) -> list[str]:
     now = utcnow()
+    scoped = Forward.scope != STUDY_SCOPE if comparisons else Forward.scope == STUDY_SCOPE
     rows = session.execute(
-        select(Forward.job_id, Forward.attempts, Forward.updated_at).where(
+        select(Forward.job_id, Forward.scope, Forward.attempts, Forward.updated_at).where(
             Forward.state == ForwardState.PENDING,
+            scoped,
             Forward.updated_at <= now - dt.timedelta(seconds=older_than_s),
         )
     )
     stale: list[str] = []
-    for job_id, attempts, updated_at in rows:
+    for job_id, scope, attempts, updated_at in rows:
+        key = scope if comparisons else job_id
         wait_s = older_than_s + (backoff_s * 2 ** (attempts - 1) if attempts else 0.0)
-        if updated_at <= now - dt.timedelta(seconds=wait_s) and job_id not in stale:
-            stale.append(job_id)
+        if updated_at <= now - dt.timedelta(seconds=wait_s) and key not in stale:
+            stale.append(key)
     return stale
 
 
@@ -77,6 +119,19 @@ def mark_offered(session: Session, job_id: str) -> None:
     """Restart the staleness clock of a job's pending forwards (they were offered again)."""
     session.execute(
         update(Forward)
-        .where(Forward.job_id == job_id, Forward.state == ForwardState.PENDING)
+        .where(
+            Forward.job_id == job_id,
+            Forward.scope == STUDY_SCOPE,
+            Forward.state == ForwardState.PENDING,
+        )
+        .values(updated_at=utcnow())
+    )
+
+
+def mark_comparison_offered(session: Session, comparison_id: str) -> None:
+    """Restart the staleness clock of a comparison's pending forwards."""
+    session.execute(
+        update(Forward)
+        .where(Forward.scope == comparison_id, Forward.state == ForwardState.PENDING)
         .values(updated_at=utcnow())
     )

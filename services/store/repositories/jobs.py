@@ -10,14 +10,15 @@ from pydantic import BaseModel
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from mslesion.services.store.enums import JobState, ResultKind
+from mslesion.services.store.enums import STUDY_SCOPE, JobState, ResultKind
 from mslesion.services.store.tables import Job, ResultFile, Study, utcnow
 
 
 class ResultRecord(BaseModel):
-    """One result file to attach to a finished job."""
+    """One result file to attach to a finished job or comparison."""
 
     kind: ResultKind
+    part: int = 0  # the n-th file of its kind (secondary captures: 1, 2, ...), else 0
     path: str
     media_type: str
     study_uid: str | None = None
@@ -153,7 +154,9 @@ def succeed(session: Session, job_id: str, outcome: JobOutcome, worker: str | No
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    session.execute(delete(ResultFile).where(ResultFile.job_id == job_id))
+    session.execute(
+        delete(ResultFile).where(ResultFile.job_id == job_id, ResultFile.scope == STUDY_SCOPE)
+    )
     for rec in outcome.results:
         session.add(ResultFile(job_id=job_id, **rec.model_dump()))
     return True

@@ -24,6 +24,7 @@ class InstanceRecord(BaseModel):
     sop_instance_uid: str
     sop_class_uid: str
     patient_id: str | None = None
+    issuer_of_patient_id: str | None = None  # (0010,0021): with patient_id, whose history
     study_date: dt.date | None = None
     path: str
     size_bytes: int
@@ -57,6 +58,9 @@ def record_instance(
             "StudyInstanceUID already received with a different PatientID; "
             "one study cannot belong to two patients"
         )
+    if rec.issuer_of_patient_id and not study.issuer_of_patient_id:
+        # an issuer first sent with a later instance completes the study's key (never replaced)
+        study.issuer_of_patient_id = rec.issuer_of_patient_id
     values = {
         "study_id": study.id,
         "series_uid": rec.series_uid,
@@ -94,6 +98,7 @@ def _get_or_create_study(
             study = Study(
                 study_uid=rec.study_uid,
                 patient_id=rec.patient_id,
+                issuer_of_patient_id=rec.issuer_of_patient_id,
                 study_date=rec.study_date,
                 source=source,
                 calling_aet=calling_aet,
@@ -137,6 +142,16 @@ def close_study(session: Session, study_id: int, quiet_s: float | None = None) -
         stmt = stmt.where(Study.last_received_at <= utcnow() - dt.timedelta(seconds=quiet_s))
     result = session.execute(stmt.values(state=StudyState.COMPLETE))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def series_instance_paths(session: Session, study_id: int, series_uid: str) -> list[str]:
+    """Spool paths (relative) of every instance of one series of a study."""
+    rows = session.scalars(
+        select(Instance.path).where(
+            Instance.study_id == study_id, Instance.series_uid == series_uid
+        )
+    )
+    return list(rows)
 
 
 def study_instance_paths(session: Session, study_id: int) -> list[str]:

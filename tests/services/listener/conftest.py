@@ -22,12 +22,19 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.jobs: list[str] = []
         self.forwards: list[str] = []
+        self.comparisons: list[str] = []
 
     def enqueue_job(self, job_id: str) -> None:
         self.jobs.append(job_id)
 
     def enqueue_forward(self, job_id: str) -> None:
         self.forwards.append(job_id)
+
+    def enqueue_comparison(self, comparison_id: str) -> None:
+        self.comparisons.append(comparison_id)
+
+    def enqueue_comparison_forward(self, comparison_id: str) -> None:
+        self.forwards.append(comparison_id)
 
     def ping(self) -> None:
         return None
