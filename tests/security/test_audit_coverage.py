@@ -33,6 +33,9 @@ PATIENT_DATA = {
     "/dicom-web/studies/{study}/series/{series}/instances/{sop}/metadata",
     "/api/v1/patients/{patient_id}/lesion-load",
     "/api/v1/patients/{patient_id}/lesion-load.png",
+    "/api/v1/patients/{patient_id}/lesions",
+    "/api/v1/comparisons/{comparison_id}",
+    "/api/v1/comparisons/{comparison_id}/results/{name}",
     "/api/v1/audit",
 }
 
