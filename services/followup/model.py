@@ -128,6 +128,13 @@ class FollowUpReport(BaseModel):
     current_study_date: str | None = None
     model_name: str
     model_version: str
+    prior_model: str = Field(
+        default="", description="name and version of the model that analysed the prior"
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="caveats a reader needs, e.g. visits analysed by different models",
+    )
     registration: RegistrationSummary
     thresholds: ChangeThresholds
     counts: dict[ChangeCategory, int]

@@ -237,6 +237,8 @@ def _report(
         current_study_date=current.report.study_date,
         model_name=current.report.model_name,
         model_version=current.report.model_version,
+        prior_model=f"{prior.report.model_name} {prior.report.model_version}",
+        notes=_notes(prior, current),
         registration=registration_summary,
         thresholds=thresholds,
         counts=counts,
@@ -247,3 +249,16 @@ def _report(
         lesions=lesions,
         timings_s=timings,
     )
+
+
+def _notes(prior: AnalysedStudy, current: AnalysedStudy) -> list[str]:
+    """Caveats of this pair: visits analysed by different models (e.g. a prior without T1)."""
+    before = (prior.report.model_name, prior.report.model_version)
+    now = (current.report.model_name, current.report.model_version)
+    if before == now:
+        return []
+    return [
+        f"the visits were analysed by different models ({' '.join(before)} before, "
+        f"{' '.join(now)} now, e.g. one visit lacks a series): part of any change may be the "
+        "models' difference"
+    ]

@@ -337,6 +337,7 @@ def _summary_lines(report: FollowUpReport) -> list[_Line]:
             f"Model {report.model_name} {report.model_version}; registration "
             f"{report.registration.status.value} ({report.registration.method})"
         ),
+        *[_Line(f"Prior analysed by {report.prior_model}") for _ in report.notes[:1]],
     ]
 
 

@@ -189,3 +189,22 @@ def test_pasted_lesions_are_found_new_and_nothing_enlarges(
     for index in range(1, int(new_labels.max()) + 1):
         assert (pasted[new_labels == index] > 0).any(), "a new lesion where nothing was pasted"
     assert analysis.report.activity is True
+
+
+def test_visits_analysed_by_different_models_are_compared_and_flagged(
+    analyses: Analyses, geometry_corpus: LazyCorpus, tmp_path: Path
+) -> None:
+    """A prior without T1 (FLAIR-only model) against a current with T1: compared, with a note."""
+    models = ModelSet.from_settings(analyses.settings)
+    (folder,) = [f for f in models.folders if models.manifests[f].modalities == ["flair"]]
+    flair_only = models.get(folder)
+    study = geometry_corpus.study("tilt_lr_20").folder
+    segment_study(study, tmp_path / "flair_only", flair_only, analyses.settings)
+    prior = read_analysis(tmp_path / "flair_only")
+    analysis = analyses.compare(prior, _corpus(analyses, geometry_corpus, "tilt_lr_20"))
+    report = analysis.report
+    assert report.prior_model.startswith("ms-cascade-flair ")
+    assert report.model_name == "ms-cascade-flair-t1"
+    assert report.notes and "different models" in report.notes[0]
+    # Measured: 0 new, 12 enlarging, 15 stable: the FLAIR-only model segments less, so the
+    # same anatomy reads as growth. The note is what keeps a reader from calling it activity.
