@@ -195,10 +195,14 @@ def compare(
 ) -> None:
     """Follow-up reading: new, enlarging, stable and shrinking lesions between two studies.
 
-    Both studies are analysed (OUT/prior, OUT/current), the prior is registered onto the
-    current one and the change outputs (SEG per category, SR with tracking UIDs, secondary
-    capture, JSON, PNG) go to OUT/followup.
+    Both studies are analysed (OUT/prior, OUT/current) by the same model, the richest that
+    the series both studies hold support (a change between two models' readings is not a
+    change of the brain); the prior is registered onto the current one and the change
+    outputs (SEG per category, SR with tracking UIDs, secondary capture, JSON, PNG) go to
+    OUT/followup.
     """
+    from mslesion.services.dicom.reader import read_study
+    from mslesion.services.dicom.selection import select_series
     from mslesion.services.followup.service import compare_results
     from mslesion.services.followup.sources import flair_sources
     from mslesion.services.pipeline import segment_study
@@ -207,9 +211,17 @@ def compare(
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: output folder exists and is not empty")
     models = _models(model, provider)
+    shared = set.intersection(
+        *(set(select_series(read_study(p), required=("flair",)).series) for p in (prior, current))
+    )
+    shared_model = _model_for(models, sorted(shared))
+    typer.echo(
+        f"both studies analysed by {shared_model.manifest.name} (series both hold: "
+        f"{', '.join(sorted(shared))})"
+    )
     results = {}
     for name, study in (("prior", prior), ("current", current)):
-        results[name] = segment_study(study, out / name, models, settings)
+        results[name] = segment_study(study, out / name, shared_model, settings)
         typer.echo(
             f"{name}: {results[name].report.lesion_count} lesions, "
             f"{results[name].report.total_lesion_volume_ml:.2f} ml"
