@@ -172,11 +172,14 @@ def segment_study(
         model_voxel_ml = voxel_volume_ml_from_spacing(manifest.spacing_mm)
         voxel_ml = voxel_volume_ml(flair.image)  # |det|: right for sheared grids too
         mask = binarise_native(prob_native, th.t_bin, th.l_min * model_voxel_ml, voxel_ml)
-        brain_ml = float(_array(pre.brain_native()).astype(bool).sum()) * voxel_ml
+        brain_native = _array(pre.brain_native()).astype(bool)
+        brain_ml = float(brain_native.sum()) * voxel_ml
     with timer.stage("outputs"):
         sources = read_source_datasets(flair)
-        components, _ = label_lesions(mask)
-        report: LesionReport = describe_lesions(mask, prob_native, patient_affine(sources))
+        components, count = label_lesions(mask)
+        report: LesionReport = describe_lesions(
+            mask, prob_native, patient_affine(sources), (components, count)
+        )
         ranks = rank_labels(components, report)
         regions = regions_on(flair.image, pre.transforms.template_to_flair)
         annotations = LesionAnnotations(
@@ -201,9 +204,7 @@ def segment_study(
             timer.timings,
             lambda path: _write_log(path, selection.decisions, timer.timings, log_lines),
             annotations,
-            lambda folder: write_analysis(
-                folder, flair.image, prob_native, ranks, _array(pre.brain_native()).astype(bool)
-            ),
+            lambda folder: write_analysis(folder, flair.image, prob_native, ranks, brain_native),
         )
     return SegmentResult(
         out_dir,

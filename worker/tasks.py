@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, current_app, shared_task
@@ -90,16 +91,9 @@ def _load_model(**_: Any) -> None:
 def run_job(self: Task, job_id: str) -> str:
     """Run one job; retry transient failures with exponential backoff, then forward."""
     settings = node_settings(self.app)
-    retries = int(self.request.retries or 0)
-    delay = policy.job_retry_delay(settings, retries)
-    try:
-        outcome = runner_for(self.app).run(
-            job_id, final_attempt=policy.is_final_job_attempt(settings, retries)
-        )
-    except Exception as exc:  # the database could not even record the outcome
-        raise self.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
-    if outcome is RunOutcome.RETRY:
-        raise self.retry(countdown=delay, max_retries=settings.job_max_retries)
+    outcome = _run_with_retries(
+        self, settings, lambda final: runner_for(self.app).run(job_id, final_attempt=final)
+    )
     if outcome is RunOutcome.SUCCEEDED:
         if settings.forward_destinations:
             self.app.send_task(FORWARD_TASK, args=[job_id])
@@ -126,16 +120,9 @@ def forward_results(self: Task, job_id: str) -> str:
     After the last retry the failing forwards are marked failed (with the reason) and can be
     re-sent through :func:`services.jobs.resend`.
     """
-    settings = node_settings(self.app)
-    retries = int(self.request.retries or 0)
-    final = policy.is_final_forward_attempt(settings, retries)
-    outcome = runner_for(self.app).forward(job_id, final_attempt=final)
-    if outcome is ForwardOutcome.PENDING:
-        raise self.retry(
-            countdown=policy.forward_retry_delay(settings, retries),
-            max_retries=settings.forward_max_retries,
-        )
-    return outcome.value
+    return _forward_with_retries(
+        self, lambda final: runner_for(self.app).forward(job_id, final_attempt=final)
+    )
 
 
 @shared_task(
@@ -149,16 +136,11 @@ def forward_results(self: Task, job_id: str) -> str:
 def run_comparison(self: Task, comparison_id: str) -> str:
     """Run one follow-up comparison; retry transient failures as a job's, then forward."""
     settings = node_settings(self.app)
-    retries = int(self.request.retries or 0)
-    delay = policy.job_retry_delay(settings, retries)
-    try:
-        outcome = runner_for(self.app).compare(
-            comparison_id, final_attempt=policy.is_final_job_attempt(settings, retries)
-        )
-    except Exception as exc:  # the database could not even record the outcome
-        raise self.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
-    if outcome is RunOutcome.RETRY:
-        raise self.retry(countdown=delay, max_retries=settings.job_max_retries)
+    outcome = _run_with_retries(
+        self,
+        settings,
+        lambda final: runner_for(self.app).compare(comparison_id, final_attempt=final),
+    )
     if outcome is RunOutcome.SUCCEEDED and settings.forward_destinations:
         self.app.send_task(FORWARD_COMPARISON_TASK, args=[comparison_id])
     return outcome.value
@@ -167,12 +149,34 @@ def run_comparison(self: Task, comparison_id: str) -> str:
 @shared_task(bind=True, name=FORWARD_COMPARISON_TASK, acks_late=True, reject_on_worker_lost=True)
 def forward_comparison(self: Task, comparison_id: str) -> str:
     """Send a comparison's SEG, SR and secondary captures to its pending destinations."""
-    settings = node_settings(self.app)
-    retries = int(self.request.retries or 0)
-    final = policy.is_final_forward_attempt(settings, retries)
-    outcome = runner_for(self.app).forward_comparison(comparison_id, final_attempt=final)
+    return _forward_with_retries(
+        self,
+        lambda final: runner_for(self.app).forward_comparison(comparison_id, final_attempt=final),
+    )
+
+
+def _run_with_retries(
+    task: Task, settings: Settings, run: Callable[[bool], RunOutcome]
+) -> RunOutcome:
+    """``run(final_attempt)`` under the job retry policy (jobs and comparisons alike)."""
+    retries = int(task.request.retries or 0)
+    delay = policy.job_retry_delay(settings, retries)
+    try:
+        outcome = run(policy.is_final_job_attempt(settings, retries))
+    except Exception as exc:  # the database could not even record the outcome
+        raise task.retry(exc=exc, countdown=delay, max_retries=settings.job_max_retries) from exc
+    if outcome is RunOutcome.RETRY:
+        raise task.retry(countdown=delay, max_retries=settings.job_max_retries)
+    return outcome
+
+
+def _forward_with_retries(task: Task, forward: Callable[[bool], ForwardOutcome]) -> str:
+    """``forward(final_attempt)`` under the forwarding retry policy; the outcome's value."""
+    settings = node_settings(task.app)
+    retries = int(task.request.retries or 0)
+    outcome = forward(policy.is_final_forward_attempt(settings, retries))
     if outcome is ForwardOutcome.PENDING:
-        raise self.retry(
+        raise task.retry(
             countdown=policy.forward_retry_delay(settings, retries),
             max_retries=settings.forward_max_retries,
         )

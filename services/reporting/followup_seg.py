@@ -47,15 +47,12 @@ from mslesion.services.reporting.identity import (
     ALGORITHM_FAMILY,
     FOLLOWUP_SEG_SERIES_NUMBER,
     algorithm_name,
-    new_uid,
-    repair_long_code_values,
-    software_versions,
-    with_study_defaults,
 )
 from mslesion.services.reporting.seg import (
     BRAIN,
     LESION_CATEGORY,
     LESION_TYPE,
+    encode_seg,
     patient_affine,
     source_frame_count,
 )
@@ -175,25 +172,14 @@ def build_followup_seg(
     """
     labels = segment_label_map(check_category_map(current_sources, category_map))
     patient_affine(current_sources)  # refuse irregular stacks before encoding anything
-    images = [with_study_defaults(current_sources[0]), *current_sources[1:]]
-    seg = hd.seg.Segmentation(
-        source_images=images,
-        pixel_array=labels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=change_segment_descriptions(model_name, model_version),
-        series_instance_uid=new_uid(settings),
-        series_number=FOLLOWUP_SEG_SERIES_NUMBER,
-        sop_instance_uid=new_uid(settings),
-        instance_number=1,
-        manufacturer=settings.manufacturer,
-        manufacturer_model_name=settings.manufacturer_model_name,
-        software_versions=software_versions(model_name, model_version),
-        device_serial_number=settings.device_serial_number,
-        content_label=FOLLOWUP_SEG_CONTENT_LABEL,
-        content_description=FOLLOWUP_SEG_SERIES_DESCRIPTION,
-        omit_empty_frames=True,
-        series_description=FOLLOWUP_SEG_SERIES_DESCRIPTION,
-        institution_name=settings.institution_name,
+    return encode_seg(
+        current_sources,
+        labels,
+        change_segment_descriptions(model_name, model_version),
+        FOLLOWUP_SEG_SERIES_NUMBER,
+        FOLLOWUP_SEG_CONTENT_LABEL,
+        FOLLOWUP_SEG_SERIES_DESCRIPTION,
+        model_name,
+        model_version,
+        settings,
     )
-    repair_long_code_values(seg)
-    return seg

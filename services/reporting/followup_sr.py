@@ -63,24 +63,19 @@ from mslesion.services.followup.model import (
 )
 from mslesion.services.reporting.followup_seg import CHANGE_CODES, SEGMENT_NUMBERS
 from mslesion.services.reporting.identity import (
-    ALGORITHM_FAMILY,
     FOLLOWUP_SR_SERIES_NUMBER,
-    algorithm_name,
-    device_uid,
     new_uid,
-    repair_long_code_values,
-    software_versions,
 )
 from mslesion.services.reporting.seg import BRAIN, LESION_CATEGORY, LESION_TYPE, source_frame_count
 from mslesion.services.reporting.sr import (
-    DEVICE_OBSERVER,
     LESIONS_UNIT,
     MAX_LESION_GROUPS,
     MILLILITRE,
     NUMBER_OF_LESIONS,
-    PROCEDURE_MR_BRAIN,
     VOLUME,
     VOLUME_METHOD,
+    algorithm_id,
+    encode_sr,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,12 +145,7 @@ class _Context:
 
     def algorithm(self) -> hd.sr.AlgorithmIdentification:
         """TID 4019 identification of the model behind the measurements."""
-        return hd.sr.AlgorithmIdentification(
-            name=algorithm_name(self.model_name),
-            version=self.model_version,
-            family=ALGORITHM_FAMILY,
-            manufacturer=self.settings.manufacturer,
-        )
+        return algorithm_id(self.model_name, self.model_version, self.settings)
 
     def new_tracking(self, identifier: str) -> hd.sr.TrackingIdentifier:
         """A tracking identifier with a new UID, for groups that are not lesions."""
@@ -193,31 +183,16 @@ def build_followup_sr(
     groups: list[Group] = [_category_group(report, c, context) for c in ChangeCategory]
     groups.append(_summary_group(report, context))
     groups += _per_lesion_groups(report.lesions, context, max_lesion_groups)
-    content = hd.sr.MeasurementReport(
-        observation_context=_observation_context(model_name, settings),
-        procedure_reported=PROCEDURE_MR_BRAIN,
-        imaging_measurements=groups,
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=[seg, *current_sources, *prior_sources],  # the SEG first: patient and study
-        content=content,
-        series_instance_uid=new_uid(settings),
-        series_number=FOLLOWUP_SR_SERIES_NUMBER,
-        sop_instance_uid=new_uid(settings),
-        instance_number=1,
-        manufacturer=settings.manufacturer,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
-        institution_name=settings.institution_name,
-        series_description=FOLLOWUP_SR_SERIES_DESCRIPTION,
-        manufacturer_model_name=settings.manufacturer_model_name,
-        software_versions=software_versions(model_name, model_version),
-        device_serial_number=settings.device_serial_number,
+    return encode_sr(
+        [seg, *current_sources, *prior_sources],  # the SEG first: patient and study
+        groups,
+        FOLLOWUP_SR_SERIES_NUMBER,
+        FOLLOWUP_SR_SERIES_DESCRIPTION,
+        model_name,
+        model_version,
+        settings,
         coding_schemes=[_private_scheme(settings)],
     )
-    repair_long_code_values(sr)
-    return sr
 
 
 def _check_inputs(
@@ -261,23 +236,6 @@ def _private_scheme(settings: Settings) -> hd.coding_schemes.CodingSchemeIdentif
         designator=PRIVATE_SCHEME,
         name="mslesion follow-up codes",
         responsible_organization=settings.manufacturer,
-    )
-
-
-def _observation_context(model_name: str, settings: Settings) -> hd.sr.ObservationContext:
-    """The device observer: this node running the named model (as the single-study SR)."""
-    device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=device_uid(settings),
-        name=algorithm_name(model_name),
-        manufacturer_name=settings.manufacturer,
-        model_name=settings.manufacturer_model_name,
-        serial_number=settings.device_serial_number,
-    )
-    return hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(
-            observer_type=DEVICE_OBSERVER,
-            observer_identifying_attributes=device,
-        )
     )
 
 

@@ -256,24 +256,52 @@ def build_seg(
     """
     pixels = check_mask(source_images, mask)
     patient_affine(source_images)  # refuse irregular stacks before encoding anything
+    return encode_seg(
+        source_images,
+        pixels,
+        [lesion_segment_description(model_name, model_version)],
+        SEG_SERIES_NUMBER,
+        SEG_CONTENT_LABEL,
+        SEG_SERIES_DESCRIPTION,
+        model_name,
+        model_version,
+        settings,
+    )
+
+
+def encode_seg(
+    source_images: Sequence[Dataset],
+    pixels: np.ndarray,
+    segments: Sequence[hd.seg.SegmentDescription],
+    series_number: int,
+    content_label: str,
+    description: str,
+    model_name: str,
+    model_version: str,
+    settings: Settings,
+) -> hd.seg.Segmentation:
+    """A BINARY SEG of ``pixels`` (one frame per source frame) by this node's model.
+
+    Shared by the single-study and the follow-up SEG: same equipment, empty frames omitted.
+    """
     images = [with_study_defaults(source_images[0]), *source_images[1:]]
     seg = hd.seg.Segmentation(
         source_images=images,
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[lesion_segment_description(model_name, model_version)],
+        segment_descriptions=list(segments),
         series_instance_uid=new_uid(settings),
-        series_number=SEG_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=new_uid(settings),
         instance_number=1,
         manufacturer=settings.manufacturer,
         manufacturer_model_name=settings.manufacturer_model_name,
         software_versions=software_versions(model_name, model_version),
         device_serial_number=settings.device_serial_number,
-        content_label=SEG_CONTENT_LABEL,
-        content_description=SEG_SERIES_DESCRIPTION,
+        content_label=content_label,
+        content_description=description,
         omit_empty_frames=True,
-        series_description=SEG_SERIES_DESCRIPTION,
+        series_description=description,
         institution_name=settings.institution_name,
     )
     repair_long_code_values(seg)

@@ -109,12 +109,7 @@ class _Context:
 
     def algorithm(self) -> hd.sr.AlgorithmIdentification:
         """TID 4019 identification of the model that made the measurements."""
-        return hd.sr.AlgorithmIdentification(
-            name=algorithm_name(self.model_name),
-            version=self.model_version,
-            family=ALGORITHM_FAMILY,
-            manufacturer=self.settings.manufacturer,
-        )
+        return algorithm_id(self.model_name, self.model_version, self.settings)
 
     def tracking(self, identifier: str, uid: str | None = None) -> hd.sr.TrackingIdentifier:
         """A tracking identifier with ``uid``, or a new UID under the site's root."""
@@ -157,16 +152,45 @@ def build_sr(
     ] = [_all_lesions_group(lesion_report, context)]
     groups += _per_lesion_groups(lesion_report.lesions, context, max_lesion_groups, tracking_uids)
     groups.append(_brain_group(brain_volume_ml, context))
-    report = hd.sr.MeasurementReport(
-        observation_context=_observation_context(model_name, settings),
+    return encode_sr(
+        [seg, *source_images],  # the SEG first: it has every patient/study attribute
+        groups,
+        SR_SERIES_NUMBER,
+        SR_SERIES_DESCRIPTION,
+        model_name,
+        model_version,
+        settings,
+    )
+
+
+def encode_sr(
+    evidence: Sequence[Dataset],
+    groups: Sequence[
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ],
+    series_number: int,
+    series_description: str,
+    model_name: str,
+    model_version: str,
+    settings: Settings,
+    coding_schemes: Sequence[hd.coding_schemes.CodingSchemeIdentificationItem] = (),
+) -> hd.sr.Comprehensive3DSR:
+    """A COMPLETE, unverified, preliminary TID 1500 report of ``groups`` by this node's model.
+
+    Shared by the single-study and the follow-up SR: same observer, procedure, equipment and
+    status. ``evidence`` starts with a dataset holding every patient/study attribute.
+    """
+    content = hd.sr.MeasurementReport(
+        observation_context=observation_context(model_name, settings),
         procedure_reported=PROCEDURE_MR_BRAIN,
-        imaging_measurements=groups,
+        imaging_measurements=list(groups),
     )
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[seg, *source_images],  # the SEG first: it has every patient/study attribute
-        content=report,
+        evidence=list(evidence),
+        content=content,
         series_instance_uid=new_uid(settings),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=new_uid(settings),
         instance_number=1,
         manufacturer=settings.manufacturer,
@@ -174,13 +198,26 @@ def build_sr(
         is_final=False,
         is_verified=False,
         institution_name=settings.institution_name,
-        series_description=SR_SERIES_DESCRIPTION,
+        series_description=series_description,
         manufacturer_model_name=settings.manufacturer_model_name,
         software_versions=software_versions(model_name, model_version),
         device_serial_number=settings.device_serial_number,
+        coding_schemes=list(coding_schemes) or None,
     )
     repair_long_code_values(sr)
     return sr
+
+
+def algorithm_id(
+    model_name: str, model_version: str, settings: Settings
+) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 identification of the named model of this node."""
+    return hd.sr.AlgorithmIdentification(
+        name=algorithm_name(model_name),
+        version=model_version,
+        family=ALGORITHM_FAMILY,
+        manufacturer=settings.manufacturer,
+    )
 
 
 def _check_inputs(
@@ -209,7 +246,7 @@ def _check_inputs(
         raise InputError(f"lesion count must be >= 0, got {lesion_report.lesion_count}")
 
 
-def _observation_context(model_name: str, settings: Settings) -> hd.sr.ObservationContext:
+def observation_context(model_name: str, settings: Settings) -> hd.sr.ObservationContext:
     """The device observer: this node running the named model."""
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=device_uid(settings),

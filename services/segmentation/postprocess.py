@@ -41,13 +41,21 @@ def binarise(prob: np.ndarray, t_bin: float, l_min: int) -> np.ndarray:
     return np.asarray(keep[labels], dtype=np.uint8)
 
 
-def describe_lesions(mask: np.ndarray, prob: np.ndarray, affine: np.ndarray) -> LesionReport:
+def describe_lesions(
+    mask: np.ndarray,
+    prob: np.ndarray,
+    affine: np.ndarray,
+    labelled: tuple[np.ndarray, int] | None = None,
+) -> LesionReport:
     """Per-lesion volume (ml), centroid (voxel and world mm) and peak probability.
+
+    ``labelled`` is ``label_lesions(mask)`` when the caller has it already (each lesion's
+    ``label`` is then its label there).
 
     Raises:
         InputError: when ``affine`` is not 4x4 or gives voxels without volume.
     """
-    labels, n = label_lesions(mask)
+    labels, n = labelled if labelled is not None else label_lesions(mask)
     voxel_ml = voxel_volume_ml_from_affine(affine)
     if n == 0:
         return LesionReport(lesion_count=0, total_volume_ml=0.0, lesions=[])
