@@ -44,10 +44,10 @@ from mslesion.services.reporting.montage import (
     TEXT_RGB,
     TILE_PX,
     WARNING_RGB,
-    _head_box,
-    _outline,
-    _window,
     choose_slices,
+    head_box,
+    outline,
+    window,
 )
 
 PAIRS_PER_ROW = 2  # four tiles across, as wide as the single-study montage
@@ -125,9 +125,9 @@ def montage_page(analysis: FollowUpAnalysis, *, n_slices: int = 8) -> Image.Imag
     if n_slices < 1:
         raise InputError(f"n_slices must be >= 1, got {n_slices}")
     views = _axial_views(analysis)
-    low, high = _window(views.current)
-    prior_low, prior_high = _window(views.prior)  # the prior may come from another scanner
-    rows, columns = _head_box(views.current, high)
+    low, high = window(views.current)
+    prior_low, prior_high = window(views.prior)  # the prior may come from another scanner
+    rows, columns = head_box(views.current, high)
     current, prior = views.current[:, rows, columns], views.prior[:, rows, columns]
     categories = views.categories[:, rows, columns]
     prior_lesions = views.prior_lesions[:, rows, columns]
@@ -221,7 +221,7 @@ def _tile(
             scaled = Image.fromarray(region.astype(np.uint8) * 255).resize(
                 size, Image.Resampling.NEAREST
             )
-            rgb[_outline(np.asarray(scaled) > 0)] = colour
+            rgb[outline(np.asarray(scaled) > 0)] = colour
     tile = Image.new("RGB", (TILE_PX, TILE_PX))
     tile.paste(Image.fromarray(rgb), ((TILE_PX - size[0]) // 2, (TILE_PX - size[1]) // 2))
     return tile

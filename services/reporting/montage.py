@@ -84,8 +84,8 @@ def render_montage(
     if affine is not None:
         view = radiological_axial(image, lesions, affine)
         image, lesions, spacing = view.image, view.mask, view.pixel_mm
-    low, high = _window(image)
-    rows, columns = _head_box(image, high)
+    low, high = window(image)
+    rows, columns = head_box(image, high)
     image, lesions = image[:, rows, columns], lesions[:, rows, columns]
     chosen = choose_slices(lesions, image > 0, n_slices)
     tiles = [_tile(image[k], lesions[k], low, high, spacing) for k in chosen]
@@ -143,7 +143,7 @@ def _add_context(chosen: list[int], brain_slices: np.ndarray, n: int) -> None:
         free.remove(nearest)
 
 
-def _head_box(image: np.ndarray, high: float) -> tuple[slice, slice]:
+def head_box(image: np.ndarray, high: float) -> tuple[slice, slice]:
     """In-plane rows and columns holding the head in any slice (plus a margin).
 
     The field of view is often much larger than the head; cropping it gives the anatomy
@@ -160,7 +160,7 @@ def _head_box(image: np.ndarray, high: float) -> tuple[slice, slice]:
     )
 
 
-def _window(image: np.ndarray) -> tuple[float, float]:
+def window(image: np.ndarray) -> tuple[float, float]:
     """Display window from brain (non-zero) intensities."""
     brain = image[image > 0]
     if brain.size == 0:
@@ -188,13 +188,13 @@ def _tile(
         size, Image.Resampling.NEAREST
     )
     rgb = np.repeat(np.asarray(grey_img)[:, :, None], 3, axis=2)
-    rgb[_outline(np.asarray(mask_img) > 0)] = OUTLINE_RGB
+    rgb[outline(np.asarray(mask_img) > 0)] = OUTLINE_RGB
     tile = Image.new("RGB", (TILE_PX, TILE_PX))
     tile.paste(Image.fromarray(rgb), ((TILE_PX - size[0]) // 2, (TILE_PX - size[1]) // 2))
     return tile
 
 
-def _outline(region: np.ndarray) -> np.ndarray:
+def outline(region: np.ndarray) -> np.ndarray:
     """A band of :data:`_OUTLINE_PX` pixels just outside ``region``: the lesion stays visible."""
     grown = region.copy()
     for _ in range(_OUTLINE_PX):
