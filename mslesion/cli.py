@@ -419,8 +419,8 @@ def score_cmd(
 ) -> None:
     """Score a model on a site's annotated cases, beside the FLAIR-threshold baseline."""
     from mslesion.devtools.crosssite import (
+        baseline_scores,
         markdown_table,
-        score_baseline,
         score_model,
         summaries,
     )
@@ -431,7 +431,7 @@ def score_cmd(
     usable = [c for c in prepared if set(modalities) <= set(c.modalities)]
     if not usable:
         raise InputError(f"no prepared case has the model's modalities {modalities}")
-    results = summaries("baseline", site, {0.5: score_baseline(usable)})
+    results = baseline_scores(site, usable)
     results += summaries(model.name, site, score_model(model, usable))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 BASELINE_Z = 1.5
 BASELINE_LMIN_ML = 0.010
 T_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
+L_MINS_ML = (0.01, 0.02, 0.03, 0.05)
+"""Minimum lesion sizes scored beside the manifest's: 10 voxels of 1 mm³ (the shipped
+``l_min``) up to 0.05 ml, a sphere of 4.6 mm diameter (McDonald counts lesions >= 3 mm)."""
+OperatingPoint = tuple[float, float]
+"""(final threshold t_bin, minimum lesion size in ml) at which a model is scored."""
 # recipe -> (standardisation, context channels, contrast gamma, candidate threshold, channel 0)
 RECIPES: dict[str, tuple[Standardisation, tuple[ContextChannel, ...], float, float]] = {
     "zscore": (Standardisation.ZSCORE, (), 0.0, 0.5),
@@ -114,6 +119,7 @@ class SiteScores(BaseModel):
     method: str
     site: str
     t_bin: float
+    l_min_ml: float = BASELINE_LMIN_ML
     summary: EvaluationSummary
 
 
@@ -132,33 +138,53 @@ def case_wm_prior(case: PreparedCase) -> np.ndarray:
     return _array(case.folder / "wm_prior.nii.gz")
 
 
-def _score(case: PreparedCase, prob_model: np.ndarray, t_bins: Sequence[float], l_min_ml: float):
+def _score(
+    case: PreparedCase, prob_model: np.ndarray, points: Sequence[OperatingPoint]
+) -> list[CaseMetrics]:
     truth, voxel_ml = native_truth(case)
     prob_native = to_native(case, prob_model)
     return [
         evaluate_case(
             binarise_native(prob_native, t, l_min_ml, voxel_ml), truth, voxel_ml, case.name
         )
-        for t in t_bins
+        for t, l_min_ml in points
     ]
 
 
+def operating_points(
+    manifest_l_min_ml: float,
+    t_bins: Sequence[float] = T_BINS,
+    l_mins_ml: Sequence[float] = L_MINS_ML,
+) -> list[OperatingPoint]:
+    """Every (t_bin, l_min) pair to score.
+
+    Each threshold goes with the manifest's minimum lesion size and the swept ones, rounded
+    to the µl (so that 10 voxels of 1 mm³ is 0.01 ml).
+    """
+    sizes = sorted({round(v, 6) for v in (manifest_l_min_ml, *l_mins_ml)})
+    return [(t, size) for t in t_bins for size in sizes]
+
+
 def score_model(
-    model_dir: Path, cases: Sequence[PreparedCase], t_bins: Sequence[float] = T_BINS
-) -> dict[float, list[CaseMetrics]]:
-    """Segment each case as the pipeline does and score it at each final threshold."""
+    model_dir: Path,
+    cases: Sequence[PreparedCase],
+    t_bins: Sequence[float] = T_BINS,
+    l_mins_ml: Sequence[float] = L_MINS_ML,
+) -> dict[OperatingPoint, list[CaseMetrics]]:
+    """Segment each case as the pipeline does and score it at each operating point."""
     model = CascadeModel(model_dir, provider=Provider.CPU)
     m = model.manifest
-    l_min_ml = m.thresholds.l_min * voxel_volume_ml_from_spacing(m.spacing_mm)
-    per_t: dict[float, list[CaseMetrics]] = {t: [] for t in t_bins}
+    shipped_l_min = m.thresholds.l_min * voxel_volume_ml_from_spacing(m.spacing_mm)
+    points = operating_points(shipped_l_min, t_bins, l_mins_ml)
+    per_point: dict[OperatingPoint, list[CaseMetrics]] = {p: [] for p in points}
     for case in cases:
         prior = case_wm_prior(case)
         roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
         out = model.predict(load_case_images(case, m.modalities), restrict=roi, wm_prior=prior)
-        for t, metrics in zip(t_bins, _score(case, out.prob, t_bins, l_min_ml), strict=True):
-            per_t[t].append(metrics)
-        log.info("%s: Dice %.3f at t_bin %.1f", case.name, per_t[t_bins[0]][-1].dice, t_bins[0])
-    return per_t
+        for point, metrics in zip(points, _score(case, out.prob, points), strict=True):
+            per_point[point].append(metrics)
+        log.info("%s: Dice %.3f at %s", case.name, per_point[points[0]][-1].dice, points[0])
+    return per_point
 
 
 def score_baseline(cases: Sequence[PreparedCase]) -> list[CaseMetrics]:
@@ -167,26 +193,42 @@ def score_baseline(cases: Sequence[PreparedCase]) -> list[CaseMetrics]:
     for case in cases:
         stack, brain = prepare_stack(load_case_images(case, ["flair"]), ["flair"])
         binary = (brain & (stack[0] > BASELINE_Z)).astype(np.float32)
-        scores.extend(_score(case, binary, (0.5,), BASELINE_LMIN_ML))
+        scores.extend(_score(case, binary, [(0.5, BASELINE_LMIN_ML)]))
     return scores
 
 
-def summaries(method: str, site: str, per_t: dict[float, list[CaseMetrics]]) -> list[SiteScores]:
-    """One :class:`SiteScores` per final threshold."""
+def summaries(
+    method: str, site: str, per_point: dict[OperatingPoint, list[CaseMetrics]]
+) -> list[SiteScores]:
+    """One :class:`SiteScores` per operating point."""
     return [
-        SiteScores(method=method, site=site, t_bin=t, summary=summarise(cases))
-        for t, cases in per_t.items()
+        SiteScores(method=method, site=site, t_bin=t, l_min_ml=l_min, summary=summarise(cases))
+        for (t, l_min), cases in per_point.items()
     ]
 
 
-def markdown_table(scores: Sequence[SiteScores], t_bin: float = 0.5) -> str:
-    """Per case and mean: Dice, lesion TPR/precision/F1, volumes; one row per method."""
+def baseline_scores(site: str, cases: Sequence[PreparedCase]) -> list[SiteScores]:
+    """The FLAIR-threshold baseline of a site's cases as :class:`SiteScores`."""
+    return summaries("baseline", site, {(0.5, BASELINE_LMIN_ML): score_baseline(cases)})
+
+
+def markdown_table(
+    scores: Sequence[SiteScores], t_bin: float = 0.5, l_min_ml: float = BASELINE_LMIN_ML
+) -> str:
+    """Per case and mean at one operating point, one row per method.
+
+    Columns: Dice, lesion TPR / precision / F1, volumes.
+    """
     lines = [
         "| site | case | method | Dice | lesion TPR | lesion precision | lesion F1 "
         "| ml truth / found |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    chosen = [s for s in scores if s.t_bin == t_bin or s.method == "baseline"]
+    chosen = [
+        s
+        for s in scores
+        if (s.t_bin == t_bin and abs(s.l_min_ml - l_min_ml) < 1e-9) or s.method == "baseline"
+    ]
     rows = sorted(
         ((s.site, c.case, i), s, c) for i, s in enumerate(chosen) for c in s.summary.cases
     )
@@ -258,7 +300,7 @@ def evaluate_sites(
     for site in sites:
         cases = site.with_modalities(modalities)
         if cases:
-            results += summaries("baseline", site.name, {0.5: score_baseline(cases)})
+            results += baseline_scores(site.name, cases)
     for recipe in recipes:
         config = recipe_config(recipe, modalities, options)
         label = f"{recipe}-{'-'.join(modalities)}"
