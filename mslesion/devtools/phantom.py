@@ -55,20 +55,25 @@ FILE_NAMES: Final[dict[str, str]] = {
 """Files of one subject folder, keyed like the dict returned by :func:`write_phantom`."""
 
 # Relative intensities of healthy tissue, indexed by tissue label (background stays 0).
-# They follow the contrasts of skull-stripped clinical scans: FLAIR suppresses CSF and shows
-# GM slightly above WM; T1 has WM > GM > CSF; T2 has CSF brightest.
+# They follow the contrasts of skull-stripped clinical scans, relative to white matter:
+# FLAIR suppresses CSF and shows GM about 15 % above WM; T1 has WM > GM (about 0.8) > CSF;
+# T2 has CSF brightest and GM about 25 % above WM.
 _TISSUE_INTENSITY: Final[dict[str, tuple[float, float, float, float]]] = {
-    "flair": (0.0, 0.15, 0.75, 0.60),
-    "t1": (0.0, 0.20, 0.65, 1.00),
-    "t2": (0.0, 1.60, 0.75, 0.50),
+    "flair": (0.0, 0.15, 0.69, 0.60),
+    "t1": (0.0, 0.25, 0.78, 1.00),
+    "t2": (0.0, 1.60, 0.62, 0.50),
 }
 # Lesion intensity range per modality. One draw per lesion is shared by the three images so
 # that a lesion bright on FLAIR/T2 is also the darker one on T1 (as for real lesion cores).
-# T1 lesions are hypo-intense: between CSF (0.20) and GM (0.65).
+# FLAIR lesions are 1.33-1.67x white matter: on the 17 annotated scans of both sites the
+# lesion voxels' median FLAIR is 1.27-1.53x the white-matter peak (models/shipped/*/
+# MODEL_CARD.md, "Standardisation"). Brighter, cartoon lesions (2.2-2.7x, as before 2026-12-06) blur into a
+# halo that a model trained on MRI counts as lesion: the demo then reported twice the truth.
+# T1 lesions are hypo-intense, below GM; T2 lesions 1.6-2x white matter.
 _LESION_INTENSITY: Final[dict[str, tuple[float, float]]] = {
-    "flair": (1.30, 1.60),
-    "t1": (0.50, 0.30),  # reversed on purpose: the brightest FLAIR lesion is the darkest on T1
-    "t2": (1.10, 1.40),
+    "flair": (0.80, 1.00),
+    "t1": (0.85, 0.60),  # reversed on purpose: the brightest FLAIR lesion is the darkest on T1
+    "t2": (0.80, 1.00),
 }
 
 _SMOOTHING_SIGMA: Final = 0.7  # voxels; partial-volume blur so edges are not steps

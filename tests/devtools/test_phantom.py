@@ -130,9 +130,11 @@ def test_lesion_contrast_matches_clinical_sequences(phantom: Phantom) -> None:
     flair_wm = phantom.flair[white_matter].mean()
     t1_wm = phantom.t1[white_matter].mean()
     t2_wm = phantom.t2[white_matter].mean()
-    assert phantom.flair[lesion].mean() > 1.5 * flair_wm
-    assert phantom.t1[lesion].mean() < 0.8 * t1_wm
-    assert phantom.t2[lesion].mean() > 1.5 * t2_wm
+    # Real FLAIR lesions are 1.27-1.53x the white-matter peak on the 17 annotated scans:
+    # brighter, cartoon lesions blur into a halo a model trained on MRI counts as lesion.
+    assert 1.25 * flair_wm < phantom.flair[lesion].mean() < 1.8 * flair_wm
+    assert phantom.t1[lesion].mean() < 0.9 * t1_wm
+    assert phantom.t2[lesion].mean() > 1.3 * t2_wm
     # FLAIR suppresses CSF; T1 shows CSF dark; T2 shows CSF brightest.
     assert phantom.flair[csf].mean() < 0.7 * flair_wm
     assert phantom.t1[csf].mean() < 0.5 * t1_wm
