@@ -64,6 +64,7 @@ from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
 
 if TYPE_CHECKING:  # imported when a comparison runs: a broken follow-up never stops jobs
     from mslesion.services.followup.service import ComparisonResult, PriorIdentities
+    from mslesion.services.followup.shared import SharedModelPlan
 
 __all__ = ["ForwardOutcome", "JobRunner", "RunOutcome", "worker_name"]
 
@@ -367,10 +368,15 @@ class JobRunner:
     def _compare(self, comparison_id: str, pair: _Pair, work: Path) -> RunOutcome:
         t0 = time.perf_counter()
         root = self.settings.results_dir
-        prior_dir = filestore.job_result_dir(root, pair.prior_job_id)
-        current_dir = filestore.job_result_dir(root, pair.current_job_id)
-        prior_report = read_json_report(prior_dir / REPORT_NAME)
-        current_report = read_json_report(current_dir / REPORT_NAME)
+        own_dirs = {
+            "prior": filestore.job_result_dir(root, pair.prior_job_id),
+            "current": filestore.job_result_dir(root, pair.current_job_id),
+        }
+        prior_report = read_json_report(own_dirs["prior"] / REPORT_NAME)
+        current_report = read_json_report(own_dirs["current"] / REPORT_NAME)
+        from mslesion.services.followup.shared import plan_shared_model
+
+        shared = plan_shared_model(prior_report, current_report, self.models)
         with self.db.session() as session:
             current_paths = _flair_paths(session, pair.current_study_id, current_report, "current")
             try:  # the prior's images are only referenced as evidence: optional
@@ -381,8 +387,25 @@ class JobRunner:
             known = lesions.prior_identities(session, pair.prior_study_id, pair.prior_job_id)
             used_max = lesions.max_lesion_number(session, pair.patient_id, pair.issuer)
             loads = history.patient_history(session, pair.patient_id, pair.issuer)
+            study_paths = {
+                visit: studies.study_instance_paths(session, study_id)
+                for visit, study_id in (
+                    ("prior", pair.prior_study_id),
+                    ("current", pair.current_study_id),
+                )
+                if shared and visit in shared.reanalyse
+            }
         identities, prior_ids = self._identities(known, used_max, prior_report)
         shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt's leftovers
+        read_dirs = dict(own_dirs)
+        for visit, paths in study_paths.items():
+            assert shared is not None
+            log.info("comparison %s: %s", comparison_id, shared.note)
+            read_dirs[visit] = self._reanalyse(work / f"{visit}-shared", paths, shared)
+        if "current" in study_paths:
+            current_report = read_json_report(read_dirs["current"] / REPORT_NAME)
+        if "prior" in study_paths:
+            identities = self._carried_identities(identities, own_dirs["prior"], read_dirs["prior"])
         from mslesion.services.followup.sources import flair_sources
 
         # the current FLAIR's datasets in the analysis's slice order (the follow-up SEG's frames)
@@ -390,22 +413,23 @@ class JobRunner:
             self._prepare_input(work / "current", current_paths), current_report
         )
         prior_sources = [self._header(rel) for rel in prior_paths]
-        out_dir = current_dir / FOLLOWUP_DIR / comparison_id
+        out_dir = own_dirs["current"] / FOLLOWUP_DIR / comparison_id
         _clear_results(out_dir)
         prepared_s = time.perf_counter() - t0
         from mslesion.services.followup.service import compare_results
 
         result = compare_results(
-            prior_dir,
-            current_dir,
+            read_dirs["prior"],
+            read_dirs["current"],
             out_dir,
             self.settings,
             current_sources=current_sources,
             prior_sources=prior_sources,
             identities=identities,
             history=_chart_points(loads, current_report),
+            notes=[shared.note] if shared else [],
         )
-        report = result.analysis.report
+        report = _as_own_ranks(result.analysis.report, own_dirs, read_dirs)
         outcome = self._comparison_outcome(result)
         outcome.timings_s["prepare_input"] = round(prepared_s, 3)
         outcome.timings_s["total"] = round(time.perf_counter() - t0, 3)
@@ -450,6 +474,36 @@ class JobRunner:
             )
         by_rank = {r: LesionIdentity(i.tracking_uid, i.tracking_id) for r, i in known.items()}
         return PriorIdentities(by_rank, next_number), known
+
+    def _reanalyse(self, work: Path, paths: list[str], shared: SharedModelPlan) -> Path:
+        """One visit's study analysed again with the shared model, into ``work/result``."""
+        input_dir = self._prepare_input(work, paths)
+        model = self.models.get(shared.choice.folder)
+        return segment_study(input_dir, work / "result", model, self.settings).out_dir
+
+    def _carried_identities(
+        self, identities: PriorIdentities, own_dir: Path, reanalysed_dir: Path
+    ) -> PriorIdentities:
+        """The prior's identities moved from its own result's ranks to its re-analysis's."""
+        from mslesion.services.followup.artefacts import read_analysis
+        from mslesion.services.followup.service import LesionIdentity, PriorIdentities
+        from mslesion.services.followup.shared import carry_over
+
+        reanalysed = read_analysis(reanalysed_dir)
+        counter = [identities.next_number]
+
+        def fresh() -> LesionIdentity:  # a lesion only the re-analysis sees
+            counter[0] += 1
+            return LesionIdentity(str(new_uid(self.settings)), f"L{counter[0] - 1}")
+
+        by_rank = carry_over(
+            identities.by_rank,
+            read_analysis(own_dir).labels,
+            reanalysed.labels,
+            [e.rank for e in reanalysed.report.lesions],
+            fresh,
+        )
+        return PriorIdentities(by_rank, counter[0])
 
     def _header(self, rel: str) -> Dataset:
         spool = self.settings.spool_dir.resolve()
@@ -513,6 +567,26 @@ class _Pair:
         self.current_study_id = row.current_study_id
         self.prior_job_id = row.prior_job_id
         self.current_job_id = row.current_job_id
+
+
+def _as_own_ranks(
+    report: FollowUpReport, own_dirs: dict[str, Path], read_dirs: dict[str, Path]
+) -> FollowUpReport:
+    """The report with ranks of the visits' own results, as the database records them."""
+    if read_dirs == own_dirs:
+        return report
+    from mslesion.services.followup.artefacts import read_analysis
+    from mslesion.services.followup.shared import correspondence, ranks_for_record
+
+    maps: dict[str, dict[int, int] | None] = {}
+    for visit in ("prior", "current"):
+        if read_dirs[visit] == own_dirs[visit]:
+            maps[visit] = None
+        else:
+            maps[visit] = correspondence(
+                read_analysis(read_dirs[visit]).labels, read_analysis(own_dirs[visit]).labels
+            )
+    return ranks_for_record(report, maps["prior"], maps["current"])
 
 
 def _flair_paths(session: Session, study_id: int, report: StudyReport, role: str) -> list[str]:

@@ -77,6 +77,7 @@ def compare_results(
     prior_sources: Sequence[Dataset] = (),
     identities: PriorIdentities | None = None,
     history: Sequence[ChartPoint] = (),
+    notes: Sequence[str] = (),
 ) -> ComparisonResult:
     """Compare two analysed studies of one patient and write the follow-up outputs.
 
@@ -85,7 +86,8 @@ def compare_results(
     (the SEG references them); ``prior_sources`` the prior FLAIR's, referenced as other
     evidence by the SR when given. ``identities`` are the prior lesions' persistent identities
     (from the database); without them the prior report's tracking UIDs and ``L<rank>`` are used.
-    ``history`` is the patient's lesion-load timeline for the secondary capture.
+    ``history`` is the patient's lesion-load timeline for the secondary capture; ``notes``
+    are caveats the caller adds to the report (e.g. that a visit was re-analysed).
 
     Raises:
         RegistrationError: the prior cannot be aligned to the current study (the
@@ -98,6 +100,7 @@ def compare_results(
         settings.followup_thresholds,
         identities,
         settings,
+        notes,
     )
     t0 = time.perf_counter()
     files = write_followup_outputs(
@@ -118,6 +121,7 @@ def analyse_pair(
     thresholds: ChangeThresholds,
     identities: PriorIdentities | None,
     settings: Settings,
+    notes: Sequence[str] = (),
 ) -> FollowUpAnalysis:
     """Register, resample and match two analysed studies (no files written)."""
     single_threaded_itk()
@@ -149,6 +153,7 @@ def analyse_pair(
     )
     timings["match"] = round(time.perf_counter() - t0, 3)
     report = _report(prior, current, alignment.summary, thresholds, matching.lesions, timings)
+    report.notes.extend(notes)
     flair_on_current = sitk.GetImageFromArray(prior_flair.astype(np.float32))
     flair_on_current.CopyInformation(current.flair)
     return FollowUpAnalysis(

@@ -123,6 +123,7 @@ class FakeCompare:
         prior_sources: Sequence[Dataset] = (),
         identities: Any = None,
         history: Sequence[ChartPoint] = (),
+        notes: Sequence[str] = (),
     ) -> Any:
         current_job = current_dir.name
         with self.db.session() as session:
@@ -136,6 +137,7 @@ class FakeCompare:
                 "prior_sources": list(prior_sources),
                 "identities": identities,
                 "history": list(history),
+                "notes": list(notes),
                 "own_forwards": [f.state for f in own],
             }
         )
@@ -256,6 +258,7 @@ def test_a_second_visit_is_compared_after_its_own_results_went_out(
     results = node.settings.results_dir
     assert call["prior_dir"] == results / prior_job and call["current_dir"] == results / current_job
     assert call["out_dir"] == results / current_job / "followup" / cid
+    assert call["notes"] == []  # both visits read by one model: nothing re-analysed
     assert call["own_forwards"] == [ForwardState.SENT]  # the study's own results went first
     sources = call["current_sources"]
     assert len(sources) == SHAPE[2] and len(call["prior_sources"]) == SHAPE[2]
