@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the shipped models (models/shipped/{flair,flair_t1}; flair_t1_t2 is trained too, not shipped yet) from
+# Reproduces the shipped models (models/shipped/{flair,flair_t1,flair_t1_t2}) from
 # ../shared/data: both sites prepared with the serving preprocessing, the cross-site recipe
 # "full" (wm-peak standardisation, template white matter as a channel, contrast, thick-slice
 # and bias augmentation, lesion synthesis). Needs the [cpu,train] extras; ~25 min per model

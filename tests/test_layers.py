@@ -182,7 +182,10 @@ def _check_wheel(wheel: Path) -> None:
         "mslesion/migrations/env.py",
         "mslesion/migrations/script.py.mako",
         "mslesion/migrations/versions/0001_initial.py",
+        "mslesion/models/shipped/flair/manifest.json",
         "mslesion/models/shipped/flair_t1/manifest.json",
+        "mslesion/models/shipped/flair_t1_t2/manifest.json",
+        "mslesion/models/shipped/flair_t1_t2/net2_dense.onnx",
         "mslesion/services/dicom/series_rules.yaml",
     ):
         assert needed in names

@@ -73,9 +73,14 @@ def test_sessions_are_created_once_per_model(catalogue: Path) -> None:
     assert first.manifest.modalities == ["flair"]
 
 
-def test_the_shipped_models_analyse_a_study_without_t1() -> None:
+def test_the_shipped_models_cover_every_modality_set_a_study_holds() -> None:
     models = ModelSet(SHIPPED_MODELS_DIR)
+    models.verify()  # every shipped file matches its manifest's checksum
     assert models.choose(["flair"]).manifest.modalities == ["flair"]
     assert models.choose(["flair", "t1"]).manifest.modalities == ["flair", "t1"]
+    assert models.choose(["flair", "t2"]).manifest.modalities == ["flair"]
+    full = models.choose(["flair", "t1", "t2"])
+    assert full.manifest.modalities == ["flair", "t1", "t2"]
+    assert "ms-cascade-flair-t1-t2" in full.reason and "richest" in full.reason
     for manifest in models.manifests.values():
         assert manifest.needs_wm_prior and manifest.version.startswith("2.")
