@@ -67,8 +67,9 @@ _TISSUE_INTENSITY: Final[dict[str, tuple[float, float, float, float]]] = {
 # that a lesion bright on FLAIR/T2 is also the darker one on T1 (as for real lesion cores).
 # FLAIR lesions are 1.33-1.67x white matter: on the 17 annotated scans of both sites the
 # lesion voxels' median FLAIR is 1.27-1.53x the white-matter peak (models/shipped/*/
-# MODEL_CARD.md, "Standardisation"). Brighter, cartoon lesions (2.2-2.7x, as before 2026-12-06) blur into a
-# halo that a model trained on MRI counts as lesion: the demo then reported twice the truth.
+# MODEL_CARD.md, "Standardisation"). Brighter, cartoon lesions (2.2-2.7x, as before
+# 2026-12-06) blur into a halo that a model trained on MRI counts as lesion: the demo then
+# reported twice the truth.
 # T1 lesions are hypo-intense, below GM; T2 lesions 1.6-2x white matter.
 _LESION_INTENSITY: Final[dict[str, tuple[float, float]]] = {
     "flair": (0.80, 1.00),
