@@ -4,8 +4,8 @@ Multi-threaded ITK filters (the registration metric, N4's B-spline fit, ...) sum
 results in an order that varies between runs. On open-ms patient01 that moved a lesion
 probability by up to 0.34 and the lesion load by 0.3 % between two runs of the same study,
 enough to flip a small lesion's follow-up category. With one ITK thread two runs agree to
-the last bit; the whole study took the same time on 2 cores (12.7/11.0 s vs 13.5/11.0 s,
-measured side by side): ONNX Runtime, with its own threads, does the heavy work.
+the last bit. It costs time: preprocessing a FLAIR+T1+T2 study took 20.7 s on one ITK thread
+against 13.7 s on two (2-core VM, measured side by side, 2026-12-06; docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
