@@ -374,7 +374,11 @@ class JobRunner:
         }
         prior_report = read_json_report(own_dirs["prior"] / REPORT_NAME)
         current_report = read_json_report(own_dirs["current"] / REPORT_NAME)
-        from mslesion.services.followup.shared import plan_shared_model
+        from mslesion.services.followup.shared import (
+            own_ranks,
+            plan_shared_model,
+            ranks_for_record,
+        )
 
         shared = plan_shared_model(prior_report, current_report, self.models)
         with self.db.session() as session:
@@ -387,25 +391,25 @@ class JobRunner:
             known = lesions.prior_identities(session, pair.prior_study_id, pair.prior_job_id)
             used_max = lesions.max_lesion_number(session, pair.patient_id, pair.issuer)
             loads = history.patient_history(session, pair.patient_id, pair.issuer)
+            study_ids = {"prior": pair.prior_study_id, "current": pair.current_study_id}
             study_paths = {
-                visit: studies.study_instance_paths(session, study_id)
-                for visit, study_id in (
-                    ("prior", pair.prior_study_id),
-                    ("current", pair.current_study_id),
-                )
-                if shared and visit in shared.reanalyse
+                visit: studies.study_instance_paths(session, study_ids[visit])
+                for visit in (shared.reanalyse if shared else ())
             }
         identities, prior_ids = self._identities(known, used_max, prior_report)
         shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt's leftovers
         read_dirs = dict(own_dirs)
+        to_own: dict[str, dict[int, int]] = {}  # re-analysis rank -> own rank, per visit
         for visit, paths in study_paths.items():
             assert shared is not None
             log.info("comparison %s: %s", comparison_id, shared.note)
             read_dirs[visit] = self._reanalyse(work / f"{visit}-shared", paths, shared)
-        if "current" in study_paths:
+            to_own[visit] = own_ranks(read_dirs[visit], own_dirs[visit])
+        if "current" in to_own:
             current_report = read_json_report(read_dirs["current"] / REPORT_NAME)
-        if "prior" in study_paths:
-            identities = self._carried_identities(identities, own_dirs["prior"], read_dirs["prior"])
+        if "prior" in to_own:
+            reanalysed = read_json_report(read_dirs["prior"] / REPORT_NAME)
+            identities = self._carried_identities(identities, to_own["prior"], reanalysed)
         from mslesion.services.followup.sources import flair_sources
 
         # the current FLAIR's datasets in the analysis's slice order (the follow-up SEG's frames)
@@ -429,7 +433,10 @@ class JobRunner:
             history=_chart_points(loads, current_report),
             notes=[shared.note] if shared else [],
         )
-        report = _as_own_ranks(result.analysis.report, own_dirs, read_dirs)
+        # the database keeps each study's own ranks: what the next comparison reads
+        report = ranks_for_record(
+            result.analysis.report, to_own.get("prior"), to_own.get("current")
+        )
         outcome = self._comparison_outcome(result)
         outcome.timings_s["prepare_input"] = round(prepared_s, 3)
         outcome.timings_s["total"] = round(time.perf_counter() - t0, 3)
@@ -482,27 +489,20 @@ class JobRunner:
         return segment_study(input_dir, work / "result", model, self.settings).out_dir
 
     def _carried_identities(
-        self, identities: PriorIdentities, own_dir: Path, reanalysed_dir: Path
+        self, identities: PriorIdentities, to_own: dict[int, int], reanalysed: StudyReport
     ) -> PriorIdentities:
         """The prior's identities moved from its own result's ranks to its re-analysis's."""
-        from mslesion.services.followup.artefacts import read_analysis
         from mslesion.services.followup.service import LesionIdentity, PriorIdentities
         from mslesion.services.followup.shared import carry_over
 
-        reanalysed = read_analysis(reanalysed_dir)
         counter = [identities.next_number]
 
         def fresh() -> LesionIdentity:  # a lesion only the re-analysis sees
             counter[0] += 1
             return LesionIdentity(str(new_uid(self.settings)), f"L{counter[0] - 1}")
 
-        by_rank = carry_over(
-            identities.by_rank,
-            read_analysis(own_dir).labels,
-            reanalysed.labels,
-            [e.rank for e in reanalysed.report.lesions],
-            fresh,
-        )
+        ranks = [e.rank for e in reanalysed.lesions]
+        by_rank = carry_over(identities.by_rank, to_own, ranks, fresh)
         return PriorIdentities(by_rank, counter[0])
 
     def _header(self, rel: str) -> Dataset:
@@ -567,26 +567,6 @@ class _Pair:
         self.current_study_id = row.current_study_id
         self.prior_job_id = row.prior_job_id
         self.current_job_id = row.current_job_id
-
-
-def _as_own_ranks(
-    report: FollowUpReport, own_dirs: dict[str, Path], read_dirs: dict[str, Path]
-) -> FollowUpReport:
-    """The report with ranks of the visits' own results, as the database records them."""
-    if read_dirs == own_dirs:
-        return report
-    from mslesion.services.followup.artefacts import read_analysis
-    from mslesion.services.followup.shared import correspondence, ranks_for_record
-
-    maps: dict[str, dict[int, int] | None] = {}
-    for visit in ("prior", "current"):
-        if read_dirs[visit] == own_dirs[visit]:
-            maps[visit] = None
-        else:
-            maps[visit] = correspondence(
-                read_analysis(read_dirs[visit]).labels, read_analysis(own_dirs[visit]).labels
-            )
-    return ranks_for_record(report, maps["prior"], maps["current"])
 
 
 def _flair_paths(session: Session, study_id: int, report: StudyReport, role: str) -> list[str]:

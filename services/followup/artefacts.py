@@ -65,6 +65,14 @@ def write_analysis(
         sitk.WriteImage(image, str(target / name), True)
 
 
+def read_labels(result_dir: Path) -> np.ndarray:
+    """The lesion labels by rank (int32) of a single-study results folder, nothing else."""
+    path = result_dir / ANALYSIS_DIR / LABELS_FILE
+    if not path.is_file():
+        raise InputError(f"{result_dir}: no lesion labels; analyse the study again")
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.int32)
+
+
 def read_analysis(result_dir: Path) -> AnalysedStudy:
     """Read a single-study results folder written by the pipeline.
 

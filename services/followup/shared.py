@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
 from mslesion.services.errors import InputError
+from mslesion.services.followup.artefacts import read_labels
 from mslesion.services.followup.model import FollowUpReport
 from mslesion.services.reporting.json_report import StudyReport
 from mslesion.services.segmentation.catalogue import ModelChoice, ModelSet
@@ -99,25 +101,27 @@ def correspondence(source: np.ndarray, target: np.ndarray) -> dict[int, int]:
     return out
 
 
+def own_ranks(reanalysed_dir: Path, own_dir: Path) -> dict[int, int]:
+    """Re-analysis rank -> rank in the study's own result (:func:`correspondence`)."""
+    return correspondence(read_labels(reanalysed_dir), read_labels(own_dir))
+
+
 def carry_over(
     identities: Mapping[int, T],
-    source: np.ndarray,
-    target: np.ndarray,
-    target_ranks: list[int],
+    to_own: Mapping[int, int],
+    ranks: list[int],
     fresh: Callable[[], T],
 ) -> dict[int, T]:
-    """Identities by ``source`` rank carried to the ``target`` analysis's ranks.
+    """Identities by own-result rank carried to the re-analysis's ``ranks``.
 
-    A target lesion takes the identity of its corresponding source lesion
-    (:func:`correspondence`); one with none, or whose partner had no identity, gets
+    A lesion takes the identity of its own-result counterpart (``to_own``, from
+    :func:`own_ranks`); one without a counterpart, or whose counterpart had no identity, gets
     ``fresh()``, called in rank order.
     """
-    to_target = correspondence(source, target)
-    from_target = {t: s for s, t in to_target.items()}
     out: dict[int, T] = {}
-    for rank in sorted(target_ranks):
-        s = from_target.get(rank)
-        out[rank] = identities[s] if s is not None and s in identities else fresh()
+    for rank in sorted(ranks):
+        own = to_own.get(rank)
+        out[rank] = identities[own] if own is not None and own in identities else fresh()
     return out
 
 
@@ -134,6 +138,8 @@ def ranks_for_record(
     map of None leaves that visit's ranks as they are. A lesion without a counterpart in the
     own result is recorded without a rank.
     """
+    if prior_map is None and current_map is None:
+        return report
 
     def prior_ranks(ranks: list[int]) -> list[int]:
         if prior_map is None:

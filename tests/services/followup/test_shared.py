@@ -96,7 +96,8 @@ def test_identities_follow_their_lesions_and_unseen_ones_get_fresh_ones() -> Non
     source[0, 0, 0:4], source[0, 1, 5:9] = 1, 2
     target[0, 1, 4:9], target[0, 0, 1:3], target[0, 0, 6:8] = 1, 2, 3  # ranks reordered
     fresh = iter(["new-a", "new-b"])
-    carried = carry_over({1: "L1", 2: "L2"}, source, target, [1, 2, 3], lambda: next(fresh))
+    to_own = correspondence(target, source)
+    carried = carry_over({1: "L1", 2: "L2"}, to_own, [1, 2, 3], lambda: next(fresh))
     assert carried == {1: "L2", 2: "L1", 3: "new-a"}
 
 
