@@ -1,10 +1,12 @@
 """`mslesion segment` on every real longitudinal study, wrapped as DICOM: timings and volumes.
 
     python benchmarks/bench_pipeline.py [--data ../shared/data/open-ms/longitudinal] [--json OUT]
+                                        [--itk-threads N]
 
 Each study (FLAIR + T1W + T2W, raw clinical scans with skull) is written as a DICOM study with
 the project's NIfTI-to-DICOM tool, then segmented with the shipped model on the CPU. The model
-is loaded once, as a worker would.
+is loaded once, as a worker would. ``--itk-threads 1`` runs every ITK stage on one thread (the
+pipeline before 2026-12-07), the baseline for the default, where only registration does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Provider, get_settings
 from mslesion.services.pipeline import segment_study
@@ -30,7 +34,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=s.shared_data_dir / "open-ms/longitudinal")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--itk-threads", type=int, help="ITK's default thread count (default: cores)")
     args = ap.parse_args()
+    if args.itk_threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.itk_threads)
     model = ModelSet.from_settings(s.model_copy(update={"provider": Provider.CPU}))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,6 +74,7 @@ def main() -> None:
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
         "models": sorted({row["model"] for row in rows}),
         "provider": rows[0]["provider"] if rows else "",
+        "itk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
         "studies": rows,
     }
     if args.json:

@@ -28,7 +28,6 @@ from mslesion.services.dicom.selection import Selection, select_series
 from mslesion.services.dicom.zipguard import ZipLimits
 from mslesion.services.errors import InputError
 from mslesion.services.followup.artefacts import write_analysis
-from mslesion.services.imaging.determinism import single_threaded_itk
 from mslesion.services.imaging.geometry import voxel_volume_ml
 from mslesion.services.imaging.preprocess import preprocess
 from mslesion.services.imaging.regions import lesion_locations, regions_on
@@ -134,7 +133,6 @@ def segment_study(
     """
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError(f"{out_dir}: output folder exists and is not empty")
-    single_threaded_itk()
     timer = _Timer(on_stage)
     with timer.stage("read"):
         study = read_study(source, zip_limits=ZipLimits.from_settings(settings))

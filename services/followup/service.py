@@ -36,7 +36,6 @@ from mslesion.services.followup.model import (
 from mslesion.services.followup.outputs import write_followup_outputs
 from mslesion.services.followup.register import align_prior, resample_to_current
 from mslesion.services.imaging import registration
-from mslesion.services.imaging.determinism import single_threaded_itk
 from mslesion.services.reporting.history_chart import ChartPoint
 from mslesion.services.reporting.identity import new_uid
 
@@ -124,7 +123,6 @@ def analyse_pair(
     notes: Sequence[str] = (),
 ) -> FollowUpAnalysis:
     """Register, resample and match two analysed studies (no files written)."""
-    single_threaded_itk()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     alignment = align_prior(current.flair, current.brain, prior.flair, prior.brain)

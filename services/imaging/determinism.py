@@ -1,19 +1,45 @@
-"""Same scan in, same lesions out: ITK runs single-threaded in the analysis.
+"""Same scan in, same lesions out: the ITK stages whose result depends on threads run on one.
 
-Multi-threaded ITK filters (the registration metric, N4's B-spline fit, ...) sum partial
-results in an order that varies between runs. On open-ms patient01 that moved a lesion
-probability by up to 0.34 and the lesion load by 0.3 % between two runs of the same study,
-enough to flip a small lesion's follow-up category. With one ITK thread two runs agree to
-the last bit. It costs time: preprocessing a FLAIR+T1+T2 study took 20.7 s on one ITK thread
-against 13.7 s on two (2-core VM, measured side by side, 2026-12-06; docs/BENCHMARKS.md).
+ITK's Mattes mutual-information metric sums per-thread partial results in an order that
+varies between runs. With several threads the registration transforms of open-ms patient01
+differed on every run; through them, a lesion probability moved by up to 0.34 and the lesion
+load by 0.3 % between two runs of the same study, enough to flip a small lesion's follow-up
+category. Registration therefore runs on one thread (:func:`one_itk_thread`), and two runs
+agree to the last bit. The other stages (resampling, N4, morphology) give the same bits on any
+number of threads and keep them all: preprocessing a FLAIR+T1+T2 study takes about 10 s on
+the 2-core VM against 13-14 s with every stage on one thread (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
 import SimpleITK as sitk
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-def single_threaded_itk() -> None:
-    """Make every later ITK filter of this process use one thread (idempotent)."""
-    if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() != 1:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+@contextmanager
+def one_itk_thread() -> Iterator[None]:
+    """ITK filters and registrations created inside the block use one thread."""
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+def single_threaded(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: ``function`` runs inside :func:`one_itk_thread`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_itk_thread():
+            return function(*args, **kwargs)
+
+    return wrapper

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 
 from mslesion.services.errors import InputError
 from mslesion.services.imaging import template
+from mslesion.services.imaging.determinism import single_threaded
 
 SEED = 20240611  # fixed metric-sampling seed: same input, same transform
 HISTOGRAM_BINS = 32
@@ -134,6 +135,7 @@ def working_copy(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     return sitk.Clamp(small, sitk.sitkFloat32, 0.0, top) if top > 0 else small
 
 
+@single_threaded
 def rigid_to_flair(flair: sitk.Image, moving: sitk.Image, name: str) -> sitk.AffineTransform:
     """Rigid transform from FLAIR points to ``moving`` (T1 or T2 of the same study) points.
 
@@ -150,6 +152,7 @@ def rigid_to_flair(flair: sitk.Image, moving: sitk.Image, name: str) -> sitk.Aff
     return as_affine(result)
 
 
+@single_threaded
 def affine_to_template(flair: sitk.Image) -> sitk.AffineTransform:
     """Affine transform from template (MNI) points to FLAIR points.
 
@@ -205,6 +208,7 @@ def _centred_affine(transform: sitk.Transform, centre: Sequence[float]) -> sitk.
     return out
 
 
+@single_threaded
 def register(
     fixed: sitk.Image,
     moving: sitk.Image,

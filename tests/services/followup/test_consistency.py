@@ -15,7 +15,8 @@
   Measured: the segmentation finds 2 of the 3 (the third, 0.62 ml, peaks at probability
   0.55 and is dropped by the minimum lesion size), both are reported new, nothing else is
   new or enlarging; one 0.01 ml lesion of the original is reported disappeared. The run is
-  deterministic (ITK single-threaded, :mod:`mslesion.services.imaging.determinism`).
+  deterministic (registration on one ITK thread,
+  :mod:`mslesion.services.imaging.determinism`).
   About 10 s per analysed study on 2 cores.
 """
 
