@@ -8,7 +8,7 @@ its own grid. Re-slicing moves no anatomy, so every version must find the same l
 Measured (issue 11; total lesion volume against the reference's 8.14 ml, and the largest
 distance from a reference lesion of ≥ 0.1 ml to the nearest lesion found): sagittal_3d
 +0.2 %, 0.7 mm; tilt_lr_20 +3.4 %, 0.7 mm; tilt_ap_12_flipped +1.2 %, 0.3 mm; sheared_20
-+5.0 %, 0.7 mm; thick_tilt_16 +56 %, 11 mm (the xfail below). About 30 s per study on a
++5.0 %, 0.7 mm; thick_tilt_16 +56 %, 11 mm (model 1.1.0). About 30 s per study on a
 2-core machine, 4 minutes for the module.
 
 The nets respond to how a scan is sampled, not only to where the anatomy is: the reference
@@ -20,7 +20,8 @@ last digit).
 With the shipped model 2.0.0 (trained on both sites, wm-peak inputs) every re-slicing finds
 a little less than the reference on its own grid, where no interpolation happens at all:
 sagittal_3d -6.1 %, 3.2 mm; tilt_lr_20 -6.3 %, 1.8 mm; tilt_ap_12_flipped -4.7 %, 2.1 mm;
-sheared_20 -5.9 %, 3.3 mm. Issue 11's targets (:data:`VOLUME_RTOL_1MM`,
+sheared_20 -5.9 %, 3.3 mm; thick_tilt_16 -16.2 % (2026-12-07, the xfail below, against a
+truth that itself loses 7.9 % to the 3 mm slices). Issue 11's targets (:data:`VOLUME_RTOL_1MM`,
 :data:`CENTROID_TOL_MM`) are therefore not met by that model; the tests hold every 1 mm
 re-slicing to the sampling noise floor (:data:`SAMPLING_RTOL`, :data:`CENTROID_SAMPLING_MM`)
 so that a geometry regression, which moves lesions by centimetres, still fails them.
@@ -170,9 +171,9 @@ def test_a_sheared_stack_is_analysed_like_any_other_grid(runs: Runs) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped nets over-segment thick-slice input (+56 % on 0.9 x 0.9 x 3 mm, tilted "
-    "16°, with the same registration and grid): the geometry is handled, the model's response "
-    "to through-plane blur is not; needs thick-slice training matched to serving",
+    reason="the shipped FLAIR+T1 model 2.0.0 finds 16.2 % less on 0.9 x 0.9 x 3 mm tilted 16° "
+    "(6.61 vs 7.89 ml); half of it is the acquisition itself (its re-sliced truth mask holds "
+    "7.9 % less than the reference's), the rest the nets' response to through-plane blur",
 )
 def test_a_thick_tilted_version_keeps_the_lesion_load(runs: Runs) -> None:
     relative, worst_mm = _agreement(runs.get("reference").report, runs.get("thick_tilt_16").report)
