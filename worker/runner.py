@@ -28,8 +28,7 @@ from pydicom import Dataset
 from sqlalchemy.orm import Session
 
 from mslesion.services.config import Settings
-from mslesion.services.dicom.errors import SeriesRulesError
-from mslesion.services.errors import InputError, ModelError, RegistrationError
+from mslesion.services.errors import InputError, RegistrationError
 from mslesion.services.followup.model import FollowUpReport
 from mslesion.services.forwarding import ForwardError, parse_destinations, send
 from mslesion.services.pipeline import SegmentResult, segment_study
@@ -60,6 +59,7 @@ from mslesion.services.store.repositories.comparisons import ComparisonOutcome
 from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
 from mslesion.services.store.repositories.lesions import Identity, PriorLesion
 from mslesion.services.store.tables import Comparison
+from mslesion.worker.attempts import Attempt
 from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
 
 if TYPE_CHECKING:  # imported when a comparison runs: a broken follow-up never stops jobs
@@ -69,9 +69,6 @@ if TYPE_CHECKING:  # imported when a comparison runs: a broken follow-up never s
 __all__ = ["ForwardOutcome", "JobRunner", "RunOutcome", "worker_name"]
 
 log = logging.getLogger(__name__)
-
-# Problems of the study itself or of the node's model/rules: running again cannot help.
-PERMANENT_ERRORS: tuple[type[Exception], ...] = (InputError, ModelError, SeriesRulesError)
 
 # Share of the work done when a pipeline stage starts (the cascade dominates).
 STAGE_PROGRESS = {
@@ -148,33 +145,17 @@ class JobRunner:
                 return RunOutcome.SKIPPED
             attempts, study_id = job.attempts, job.study_id
             paths = studies.study_instance_paths(session, study_id)
-        if attempts > self.settings.job_max_retries + 1:
-            # Only lost workers (killed, e.g. by the out-of-memory killer) count past the
-            # retries: a study that kills every worker must end, visibly, not loop.
-            return self._fail(
-                job_id,
-                f"gave up after {attempts - 1} attempt(s): the worker running the job was "
-                "lost each time (killed or out of memory)",
-            )
-        # Attempts are counted in the database, so redeliveries after a lost worker (which
-        # do not count as Celery retries) cannot loop forever either.
-        final_attempt = final_attempt or attempts > self.settings.job_max_retries
-        log.info("job %s: attempt %d started", job_id, attempts)
-        work = self.settings.data_dir / "work" / job_id
-        try:
-            return self._run(job_id, paths, work)
-        except PERMANENT_ERRORS as exc:
-            return self._fail(job_id, str(exc))
-        except Exception as exc:  # transient (database, disk, runtime): retried
-            reason = f"{type(exc).__name__}: {exc}"
-            if final_attempt:
-                return self._fail(job_id, f"gave up after {attempts} attempt(s): {reason}")
-            log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempts, reason)
-            with self.db.session() as session:
-                jobs.back_to_queue(session, job_id, reason, worker=me)
-            return RunOutcome.RETRY
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        attempt = Attempt("job", job_id, attempts, self.settings.job_max_retries, final_attempt)
+        return attempt.run(
+            self.settings.data_dir / "work" / job_id,
+            lambda work: self._run(job_id, paths, work),
+            lambda reason, _error: self._fail(job_id, reason),
+            lambda reason: self._requeue_job(job_id, reason, me),
+        )
+
+    def _requeue_job(self, job_id: str, reason: str, worker: str) -> None:
+        with self.db.session() as session:
+            jobs.back_to_queue(session, job_id, reason, worker=worker)
 
     def _run(self, job_id: str, paths: list[str], work: Path) -> RunOutcome:
         t0 = time.perf_counter()
@@ -334,36 +315,26 @@ class JobRunner:
                 return RunOutcome.SKIPPED
             attempts = row.attempts
             pair = _Pair(row)
-        if attempts > self.settings.job_max_retries + 1:
-            return self._fail_comparison(
+        attempt = Attempt(
+            "comparison", comparison_id, attempts, self.settings.job_max_retries, final_attempt
+        )
+        return attempt.run(
+            self.settings.data_dir / "work" / f"comparison-{comparison_id}",
+            lambda work: self._compare(comparison_id, pair, work),
+            lambda reason, error: self._fail_comparison(
                 comparison_id,
-                f"gave up after {attempts - 1} attempt(s): the worker running the comparison "
-                "was lost each time (killed or out of memory)",
-            )
-        final_attempt = final_attempt or attempts > self.settings.job_max_retries
-        log.info("comparison %s: attempt %d started", comparison_id, attempts)
-        work = self.settings.data_dir / "work" / f"comparison-{comparison_id}"
-        try:
-            return self._compare(comparison_id, pair, work)
-        except RegistrationError as exc:
-            registration = {"status": "failed", "reason": str(exc)}
-            return self._fail_comparison(comparison_id, str(exc), registration)
-        except PERMANENT_ERRORS as exc:
-            return self._fail_comparison(comparison_id, str(exc))
-        except Exception as exc:  # transient (database, disk): retried
-            reason = f"{type(exc).__name__}: {exc}"
-            if final_attempt:
-                return self._fail_comparison(
-                    comparison_id, f"gave up after {attempts} attempt(s): {reason}"
-                )
-            log.warning(
-                "comparison %s: attempt %d failed (%s); will retry", comparison_id, attempts, reason
-            )
-            with self.db.session() as session:
-                comparisons.back_to_queue(session, comparison_id, reason, worker=me)
-            return RunOutcome.RETRY
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+                reason,
+                # A prior that cannot be registered is recorded as such on the comparison.
+                {"status": "failed", "reason": reason}
+                if isinstance(error, RegistrationError)
+                else None,
+            ),
+            lambda reason: self._requeue_comparison(comparison_id, reason, me),
+        )
+
+    def _requeue_comparison(self, comparison_id: str, reason: str, worker: str) -> None:
+        with self.db.session() as session:
+            comparisons.back_to_queue(session, comparison_id, reason, worker=worker)
 
     def _compare(self, comparison_id: str, pair: _Pair, work: Path) -> RunOutcome:
         t0 = time.perf_counter()
