@@ -55,8 +55,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--lesion-bank", type=Path, default=Path("runs/lesion_bank.npz"))
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--max-epochs", type=int, default=8)
-    ap.add_argument("--max-lesion-voxels", type=int, default=3000)
+    ap.add_argument("--max-epochs", type=int, default=6)  # the shipped models' recipe
+    ap.add_argument("--max-lesion-voxels", type=int, default=1000)
     ap.add_argument("--synthetic-copies", type=int, default=2)
     args = ap.parse_args()
     modalities = args.modalities.split(",")

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BASELINE_Z = 1.5
 BASELINE_LMIN_ML = 0.010
+BASELINE_LMIN_VOXELS = 10  # the baseline's lesions obey the models' size rule
 T_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)
 L_MINS_ML = (0.01, 0.02, 0.03, 0.05)
 """Minimum lesion sizes scored beside the manifest's: 10 voxels of 1 mm³ (the shipped
@@ -139,13 +140,20 @@ def case_wm_prior(case: PreparedCase) -> np.ndarray:
 
 
 def _score(
-    case: PreparedCase, prob_model: np.ndarray, points: Sequence[OperatingPoint]
+    case: PreparedCase,
+    prob_model: np.ndarray,
+    points: Sequence[OperatingPoint],
+    l_min_voxels: int,
 ) -> list[CaseMetrics]:
+    """Metrics at each point; lesions also need ``l_min_voxels`` acquired voxels, as served."""
     truth, voxel_ml = native_truth(case)
     prob_native = to_native(case, prob_model)
     return [
         evaluate_case(
-            binarise_native(prob_native, t, l_min_ml, voxel_ml), truth, voxel_ml, case.name
+            binarise_native(prob_native, t, l_min_ml, voxel_ml, l_min_voxels),
+            truth,
+            voxel_ml,
+            case.name,
         )
         for t, l_min_ml in points
     ]
@@ -181,7 +189,8 @@ def score_model(
         prior = case_wm_prior(case)
         roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
         out = model.predict(load_case_images(case, m.modalities), restrict=roi, wm_prior=prior)
-        for point, metrics in zip(points, _score(case, out.prob, points), strict=True):
+        scored = _score(case, out.prob, points, m.thresholds.l_min)
+        for point, metrics in zip(points, scored, strict=True):
             per_point[point].append(metrics)
         log.info("%s: Dice %.3f at %s", case.name, per_point[points[0]][-1].dice, points[0])
     return per_point
@@ -193,7 +202,7 @@ def score_baseline(cases: Sequence[PreparedCase]) -> list[CaseMetrics]:
     for case in cases:
         stack, brain = prepare_stack(load_case_images(case, ["flair"]), ["flair"])
         binary = (brain & (stack[0] > BASELINE_Z)).astype(np.float32)
-        scores.extend(_score(case, binary, [(0.5, BASELINE_LMIN_ML)]))
+        scores.extend(_score(case, binary, [(0.5, BASELINE_LMIN_ML)], BASELINE_LMIN_VOXELS))
     return scores
 
 

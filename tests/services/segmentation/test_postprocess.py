@@ -58,5 +58,16 @@ def test_native_minimum_size_is_a_volume() -> None:
     prob = np.zeros((10, 10, 10), np.float32)
     prob[1, 1, 1:6] = 0.9  # 5 voxels × 2 mm³ = 10 mm³: kept
     prob[7, 7, 1:5] = 0.9  # 4 voxels × 2 mm³ = 8 mm³: dropped
-    mask = binarise_native(prob, t_bin=0.5, l_min_ml=0.010, voxel_ml=0.002)
+    mask = binarise_native(prob, t_bin=0.5, l_min_ml=0.010, voxel_ml=0.002, l_min_voxels=1)
     assert int(mask.sum()) == 5 and mask[1, 1, 3] == 1 and mask[7, 7, 2] == 0
+
+
+def test_native_minimum_size_counts_acquired_voxels_too() -> None:
+    """On a 2D stack of 0.9 x 0.9 x 6.5 mm (5.3 mm³ voxels) 10 voxels are 0.053 ml, not 0.01."""
+    from mslesion.services.pipeline import binarise_native
+
+    prob = np.zeros((10, 12, 12), np.float32)
+    prob[1, 1, 0:10] = 0.9  # 10 acquired voxels: kept
+    prob[6, 6, 0:9] = 0.9  # 9 voxels, 0.048 ml: far above 0.01 ml, yet dropped
+    mask = binarise_native(prob, t_bin=0.5, l_min_ml=0.010, voxel_ml=0.0053, l_min_voxels=10)
+    assert int(mask.sum()) == 10 and mask[1, 1, 5] == 1 and mask[6, 6, 4] == 0
