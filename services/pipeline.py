@@ -111,7 +111,7 @@ def binarise_native(
     acquisition grid, so that a lesion must be seen in that many acquired samples. A 6-8 mm
     slice makes a voxel of ~5.5 mm³: 10 of them are 0.055 ml. Across sites (FLAIR+T1 recipe,
     leave-one-site-out, 2026-12-07) this lifted lesion F1 on the 2D clinical site from 0.330
-    to 0.491 and left the 1 mm site unchanged (docs/results/cross_site_full_flair_t1.json).
+    to 0.491 and left the 1 mm site unchanged (docs/results/cross_site_2026-12-07_flair_t1.json).
     """
     by_volume = math.ceil(l_min_ml / voxel_ml - 1e-9)
     return binarise(prob, t_bin, max(1, by_volume, l_min_voxels))
