@@ -13,6 +13,7 @@ the 2-core VM against 13-14 s with every stage on one thread (docs/BENCHMARKS.md
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
@@ -21,17 +22,21 @@ import SimpleITK as sitk
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# ITK's thread count is process-wide: two blocks in two threads must not restore each other's.
+# (Workers run one analysis at a time; this keeps a second caller from racing the first.)
+_LOCK = threading.RLock()
 
 
 @contextmanager
 def one_itk_thread() -> Iterator[None]:
     """ITK filters and registrations created inside the block use one thread."""
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    with _LOCK:
+        previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
 def single_threaded(function: Callable[P, R]) -> Callable[P, R]:

@@ -49,3 +49,11 @@ def test_registration_does_not_depend_on_the_thread_count(
     with one_itk_thread():
         runs.append(registration.rigid_to_flair(flair, t1, "T1").GetParameters())
     assert all(np.array_equal(runs[0], other) for other in runs[1:])
+
+
+def test_one_itk_thread_nests(two_threads: object) -> None:
+    with one_itk_thread():
+        with one_itk_thread():
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 2
