@@ -10,6 +10,14 @@ current visit is pulled into the common space and scored lesion-wise:
 
 Both visits go through the whole product path: NIfTI → DICOM study → ``segment_study`` →
 :func:`~mslesion.services.followup.service.analyse_pair`.
+
+The reference masks mark change in **both** directions: on these two patients 5 of 13 and 18
+of 46 reference components are darker at the later visit (their mean FLAIR, each visit scaled
+by its brain median in the common space, falls by 0.05–0.30 where the voxel noise has a MAD of
+0.04), among them patient12's two largest. :func:`reference_lesions` therefore splits the
+reference by the sign of that difference, and the scores are given three ways: new/enlarging
+detections against every reference component (as the masks were first read), against the
+increasing ones, and shrinking/disappeared detections against the decreasing ones.
 """
 
 from __future__ import annotations
@@ -34,6 +42,21 @@ from mslesion.services.segmentation.lesions import label_lesions
 ACTIVE_VALUES = (CATEGORY_VALUE[ChangeCategory.NEW], CATEGORY_VALUE[ChangeCategory.ENLARGING])
 
 
+class ReferenceLesion(BaseModel):
+    """One reference change lesion (26-connected component) and what each visit shows there.
+
+    FLAIR values are the mean over the lesion, each visit divided by its brain median in the
+    common space; probabilities are each visit's own lesion probability map, pulled there.
+    """
+
+    volume_ml: float
+    direction: int  # +1: brighter at the later visit; -1: darker
+    flair_prior: float
+    flair_current: float
+    probability_prior_max: float
+    probability_current_max: float
+
+
 class PairScore(BaseModel):
     """Lesion-wise scores of one prior/current pair against the reference change mask."""
 
@@ -49,6 +72,13 @@ class PairScore(BaseModel):
     counts: dict[str, int]
     registration_dice: float | None
     seconds: float
+    reference_increasing: int = 0
+    sensitivity_increasing: float = 1.0
+    false_detections_increasing: int = 0
+    reference_decreasing: int = 0
+    detected_decreasing: int = 0
+    sensitivity_decreasing: float = 1.0
+    reference: list[ReferenceLesion] = []
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,78 @@ def analyse_visit(visit: Visit, patient: str, date: str, work: Path, settings: S
     return result
 
 
+def _to_common(
+    labels: np.ndarray, grid: sitk.Image, reference: sitk.Image, to_common: sitk.Transform
+) -> np.ndarray:
+    """A label array of a visit's native grid, pulled onto the common space (nearest)."""
+    image = sitk.GetImageFromArray(labels.astype(np.int32))
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(
+        sitk.Resample(image, reference, to_common, sitk.sitkNearestNeighbor, 0)
+    )
+
+
+def _linear(image: sitk.Image, reference: sitk.Image, to_common: sitk.Transform) -> np.ndarray:
+    """``image`` pulled onto the common space (linear), as float32."""
+    return sitk.GetArrayFromImage(
+        sitk.Resample(image, reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    )
+
+
+def reference_lesions(
+    visits_: tuple[Visit, Visit],
+    probabilities: tuple[sitk.Image, sitk.Image],
+    reference: sitk.Image,
+    brain: sitk.Image,
+) -> list[ReferenceLesion]:
+    """Each reference component with its direction of change and both visits' readings.
+
+    ``visits_`` and ``probabilities`` (each visit's lesion probability on its own FLAIR grid)
+    are (prior, current). The direction is the sign of the mean
+    FLAIR difference: each FLAIR is pulled into the common space through its own affine and
+    divided by its brain median, so a global contrast change between sessions is no change.
+    """
+    inside = sitk.GetArrayFromImage(brain) > 0
+    flair, probability = [], []
+    for visit, chance in zip(visits_, probabilities, strict=True):
+        to_common = sitk.ReadTransform(str(visit.to_common))
+        image = sitk.ReadImage(str(visit.flair), sitk.sitkFloat32)
+        array = _linear(image, reference, to_common)
+        flair.append(array / float(np.median(array[inside & (array > 0)])))
+        probability.append(_linear(chance, reference, to_common))
+    labels, n = label_lesions(sitk.GetArrayFromImage(reference) > 0)
+    voxel_ml = float(np.prod(reference.GetSpacing())) / 1000.0
+    found = []
+    for i in range(1, n + 1):
+        where = labels == i
+        before, after = float(flair[0][where].mean()), float(flair[1][where].mean())
+        found.append(ReferenceLesion(
+            volume_ml=round(int(where.sum()) * voxel_ml, 4),
+            direction=1 if after > before else -1,
+            flair_prior=round(before, 3),
+            flair_current=round(after, 3),
+            probability_prior_max=round(float(probability[0][where].max()), 3),
+            probability_current_max=round(float(probability[1][where].max()), 3),
+        ))  # fmt: skip
+    return found
+
+
+def _decreasing_detections(
+    analysis: FollowUpAnalysis, prior_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(current-grid labels of shrinking lesions, prior-grid labels of disappeared ones)."""
+    shrinking = np.where(
+        analysis.category_map == CATEGORY_VALUE[ChangeCategory.SHRINKING], analysis.label_map, 0
+    )
+    gone = [
+        rank
+        for change in analysis.report.lesions
+        if change.category is ChangeCategory.DISAPPEARED
+        for rank in change.prior_labels
+    ]
+    return shrinking, np.where(np.isin(prior_labels, gone), prior_labels, 0)
+
+
 def score_pair(
     analysis: FollowUpAnalysis,
     reference: sitk.Image,
@@ -100,14 +202,17 @@ def score_pair(
     patient: str,
     seconds: float,
     min_reference_voxels: int,
+    lesions: list[ReferenceLesion] | None = None,
+    decreasing: np.ndarray | None = None,
 ) -> PairScore:
-    """Lesion-wise scores of the active (new/enlarging) detections in the common space."""
+    """Lesion-wise scores of the active (new/enlarging) detections in the common space.
+
+    ``lesions`` (from :func:`reference_lesions`, in label order) splits the reference by the
+    direction of its change; ``decreasing`` is a common-space mask of the shrinking and disappeared
+    detections, scored against the decreasing reference components.
+    """
     active_labels = np.where(np.isin(analysis.category_map, ACTIVE_VALUES), analysis.label_map, 0)
-    image = sitk.GetImageFromArray(active_labels.astype(np.int32))
-    image.CopyInformation(analysis.current_flair)
-    detected = sitk.GetArrayFromImage(
-        sitk.Resample(image, reference, current_to_common, sitk.sitkNearestNeighbor, 0)
-    )
+    detected = _to_common(active_labels, analysis.current_flair, reference, current_to_common)
     ref_labels, n_ref = label_lesions(sitk.GetArrayFromImage(reference) > 0)
     sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)
     hit = set(np.unique(ref_labels[(detected > 0) & (ref_labels > 0)]).tolist())
@@ -115,6 +220,8 @@ def score_pair(
     det_ids = set(np.unique(active_labels[active_labels > 0]).tolist())
     true_ids = set(np.unique(detected[(detected > 0) & (ref_labels > 0)]).tolist())
     counts = {c.value: n for c, n in analysis.report.counts.items()}
+    directions = None if lesions is None else np.array([0] + [r.direction for r in lesions])
+    split = _direction_scores(ref_labels, detected, active_labels, directions, decreasing)
     return PairScore(
         patient=patient,
         reference_lesions=n_ref,
@@ -128,7 +235,37 @@ def score_pair(
         counts=counts,
         registration_dice=analysis.report.registration.brain_overlap_dice,
         seconds=round(seconds, 2),
+        reference=lesions or [],
+        **split,
     )
+
+
+def _direction_scores(
+    ref_labels: np.ndarray,
+    detected: np.ndarray,
+    active_labels: np.ndarray,
+    directions: np.ndarray | None,
+    decreasing: np.ndarray | None,
+) -> dict[str, float | int]:
+    """The PairScore fields that split the reference by the direction of its change."""
+    if directions is None or decreasing is None:
+        return {}
+    rising = {int(i) for i in np.flatnonzero(directions > 0) if i > 0}
+    falling = {int(i) for i in np.flatnonzero(directions < 0) if i > 0}
+    hit = set(np.unique(ref_labels[(detected > 0) & (ref_labels > 0)]).tolist())
+    hit_falling = set(np.unique(ref_labels[(decreasing > 0) & (ref_labels > 0)]).tolist())
+    det_ids = set(np.unique(active_labels[active_labels > 0]).tolist())
+    on_rising = np.isin(ref_labels, sorted(rising))
+    true_rising = set(np.unique(detected[(detected > 0) & on_rising]).tolist())
+    falling_found, _ = label_lesions(decreasing > 0)
+    return {
+        "reference_increasing": len(rising),
+        "sensitivity_increasing": len(hit & rising) / len(rising) if rising else 1.0,
+        "false_detections_increasing": len(det_ids - true_rising),
+        "reference_decreasing": len(falling),
+        "detected_decreasing": int(falling_found.max()),
+        "sensitivity_decreasing": len(hit_falling & falling) / len(falling) if falling else 1.0,
+    }
 
 
 def evaluate_patient(
@@ -158,8 +295,18 @@ def evaluate_patient(
     )
     seconds = time.perf_counter() - t0
     reference = sitk.ReadImage(str(patient_dir / "lesion_change_mask_common_space.nii.gz"))
+    brain = sitk.ReadImage(str(patient_dir / "brainmask_common_space.nii.gz"))
+    prior, current = read_analysis(prior_dir), read_analysis(current_dir)
+    chances = (prior.image_like(prior.probability), current.image_like(current.probability))
+    lesions = reference_lesions((first, second), chances, reference, brain)
     to_common = sitk.ReadTransform(str(second.to_common))
-    score = score_pair(
-        analysis, reference, to_common, patient_dir.name, seconds, min_reference_voxels
+    shrinking, gone = _decreasing_detections(analysis, prior.labels)
+    prior_to_common = sitk.ReadTransform(str(first.to_common))
+    decreasing = (_to_common(shrinking, analysis.current_flair, reference, to_common) > 0) | (
+        _to_common(gone, prior.flair, reference, prior_to_common) > 0
     )
+    score = score_pair(
+        analysis, reference, to_common, patient_dir.name, seconds, min_reference_voxels,
+        lesions, decreasing,
+    )  # fmt: skip
     return score, analysis
