@@ -381,6 +381,9 @@ def cross_site(
     seed: int = 42,
     max_lesion_voxels: int = 1000,
     synthetic_copies: int = 2,
+    pooled_folds: Annotated[
+        int, typer.Option(help="also K-fold cross-validation over the pooled sites (0: off)")
+    ] = 0,
 ) -> None:
     """Leave-one-site-out: train each recipe on the other sites, score on the held-out one."""
     from mslesion.devtools.crosssite import (
@@ -401,7 +404,7 @@ def cross_site(
         lesion_bank=lesion_bank,
     )
     wanted = [m.strip().lower() for m in modalities.split(",") if m.strip()]
-    results = evaluate_sites(sites, recipe.split(","), wanted, options, work)
+    results = evaluate_sites(sites, recipe.split(","), wanted, options, work, pooled_folds)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"modalities": wanted, "results": [r.model_dump(mode="json") for r in results]}
     json_out.write_text(json.dumps(payload, indent=2) + "\n")

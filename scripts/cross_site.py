@@ -3,7 +3,8 @@
 Sites are folders of cases prepared by ``mslesion prepare`` (serving's preprocessing, model
 grid) from ../shared/data: open-ms (3 annotated 3D scans) and insights-ms (9 clinical 2D
 scans with T1/T2, plus 5 FLAIR-only). Each recipe is trained on one site and scored on the
-other, per case and mean, on the native FLAIR grid.
+other, per case and mean, on the native FLAIR grid. ``--pooled-folds K`` adds K-fold
+cross-validation over both sites pooled (each fold holds patients of both sites).
 
     python scripts/cross_site.py --recipes full --modalities flair,t1 --json docs/results/x.json
 """
@@ -58,6 +59,10 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=6)  # the shipped models' recipe
     ap.add_argument("--max-lesion-voxels", type=int, default=1000)
     ap.add_argument("--synthetic-copies", type=int, default=2)
+    ap.add_argument(
+        "--pooled-folds", type=int, default=0,
+        help="also K-fold cross-validation over both sites pooled (0: off)",
+    )  # fmt: skip
     args = ap.parse_args()
     modalities = args.modalities.split(",")
     sites = load_sites(args.prepared)
@@ -68,7 +73,9 @@ def main() -> None:
         synthetic_copies=args.synthetic_copies,
         lesion_bank=args.lesion_bank,
     )
-    results = evaluate_sites(sites, args.recipes.split(","), modalities, options, args.work)
+    results = evaluate_sites(
+        sites, args.recipes.split(","), modalities, options, args.work, args.pooled_folds
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "modalities": modalities,

@@ -258,6 +258,26 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def _trained_fold(
+    folder: Path,
+    train_cases: Sequence[PreparedCase],
+    config: CascadeTrainConfig,
+    thresholds: Thresholds,
+    name: str,
+    source: str,
+) -> Path:
+    """Train and export one fold into ``folder``, unless a model is already there."""
+    from mslesion.models.training.dataset import load_subjects
+    from mslesion.models.training.run import train_and_export
+
+    if not (folder / "manifest.json").is_file():
+        subjects = load_subjects([c.folder for c in train_cases], list(config.modalities))
+        train_and_export(
+            subjects, source, folder, config, thresholds, name=name, version="cross-site"
+        )
+    return folder
+
+
 def leave_one_site_out(
     sites: Sequence[Site],
     config: CascadeTrainConfig,
@@ -269,9 +289,6 @@ def leave_one_site_out(
 
     Trained folds are kept under ``work/recipe/without-<site>`` and reused when present.
     """
-    from mslesion.models.training.dataset import load_subjects
-    from mslesion.models.training.run import train_and_export
-
     results: list[SiteScores] = []
     for held in sites:
         train_cases = [
@@ -281,20 +298,71 @@ def leave_one_site_out(
         if not train_cases or not test_cases:
             log.warning("%s: no cases with %s to train or test on", held.name, config.modalities)
             continue
-        folder = work / recipe / f"without-{held.name}"
-        if not (folder / "manifest.json").is_file():
-            subjects = load_subjects([c.folder for c in train_cases], list(config.modalities))
-            train_and_export(
-                subjects,
-                "+".join(s.name for s in sites if s is not held),
-                folder,
-                config,
-                thresholds,
-                name=f"{recipe}-without-{held.name}",
-                version="cross-site",
-            )
+        folder = _trained_fold(
+            work / recipe / f"without-{held.name}",
+            train_cases,
+            config,
+            thresholds,
+            f"{recipe}-without-{held.name}",
+            "+".join(s.name for s in sites if s is not held),
+        )
         results += summaries(recipe, held.name, score_model(folder, test_cases))
     return results
+
+
+def pooled_folds(
+    sites: Sequence[Site], modalities: Sequence[str], k: int
+) -> list[tuple[PreparedCase, ...]]:
+    """``k`` folds of the pooled cases, each site's cases dealt out in turn (by name).
+
+    Every fold holds patients of every site that has at least ``k`` of them, so each fold's
+    model has seen every site, and each patient is held out exactly once.
+    """
+    if k < 2:
+        raise InputError(f"pooled cross-validation needs at least 2 folds, got {k}")
+    folds: list[list[PreparedCase]] = [[] for _ in range(k)]
+    dealt = 0
+    for site in sites:
+        for case in sorted(site.with_modalities(modalities), key=lambda c: c.name):
+            folds[dealt % k].append(case)
+            dealt += 1
+    return [tuple(fold) for fold in folds]
+
+
+def pooled_cross_validation(
+    sites: Sequence[Site],
+    config: CascadeTrainConfig,
+    recipe: str,
+    work: Path,
+    thresholds: Thresholds,
+    k: int,
+) -> list[SiteScores]:
+    """Train on the pooled patients of all sites but one fold; score each held-out patient.
+
+    The scores are grouped by the patient's site (method ``<recipe>-pooled-<k>fold``): the
+    figure for a site whose scanner the model has seen, beside the leave-one-site-out one.
+    Folds are kept under ``work/recipe/pooled-<k>fold-<i>`` and reused.
+    """
+    folds = pooled_folds(sites, config.modalities, k)
+    site_of = {c.folder: s.name for s in sites for c in s.cases}
+    per_site: dict[str, dict[OperatingPoint, list[CaseMetrics]]] = {}
+    for i, held in enumerate(folds, start=1):
+        train_cases = [c for j, fold in enumerate(folds, start=1) if j != i for c in fold]
+        folder = _trained_fold(
+            work / recipe / f"pooled-{k}fold-{i}",
+            train_cases,
+            config,
+            thresholds,
+            f"{recipe}-pooled-{k}fold-{i}",
+            "+".join(s.name for s in sites),
+        )
+        for case in held:
+            scored = score_model(folder, [case])
+            into = per_site.setdefault(site_of[case.folder], {p: [] for p in scored})
+            for point, metrics in scored.items():
+                into[point] += metrics
+    method = f"{recipe}-pooled-{k}fold"
+    return [s for site, points in per_site.items() for s in summaries(method, site, points)]
 
 
 def evaluate_sites(
@@ -303,8 +371,13 @@ def evaluate_sites(
     modalities: Sequence[str],
     options: RecipeOptions,
     work: Path,
+    pooled_k: int = 0,
 ) -> list[SiteScores]:
-    """The baseline on every site, then each recipe trained leave-one-site-out."""
+    """The baseline on every site, then each recipe trained leave-one-site-out.
+
+    With ``pooled_k`` ≥ 2 each recipe is also cross-validated in ``pooled_k`` folds over the
+    pooled sites.
+    """
     results: list[SiteScores] = []
     for site in sites:
         cases = site.with_modalities(modalities)
@@ -314,6 +387,8 @@ def evaluate_sites(
         config = recipe_config(recipe, modalities, options)
         label = f"{recipe}-{'-'.join(modalities)}"
         results += leave_one_site_out(sites, config, label, work, Thresholds())
+        if pooled_k:
+            results += pooled_cross_validation(sites, config, label, work, Thresholds(), pooled_k)
     return results
 
 

@@ -1,11 +1,23 @@
-"""Operating points of the cross-site evaluation: thresholds × minimum lesion sizes."""
+"""Cross-site evaluation: operating points (thresholds × minimum lesion sizes), the table,
+and the folds of the pooled cross-validation."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from mslesion.devtools.crosssite import markdown_table, operating_points, summaries
+import numpy as np
+import pytest
+
+from mslesion.devtools.crosssite import (
+    Site,
+    markdown_table,
+    operating_points,
+    pooled_folds,
+    summaries,
+)
 from mslesion.devtools.metrics import evaluate_case
+from mslesion.devtools.prepare import PreparedCase
+from mslesion.services.errors import InputError
 
 
 def test_each_threshold_is_scored_with_the_manifests_and_the_swept_lesion_sizes() -> None:
@@ -32,3 +44,26 @@ def test_the_table_shows_the_requested_operating_point_only() -> None:
     whole, quarter = "| site | c1 | m | 1.000 |", "| site | c1 | m | 0.400 |"
     assert whole in at_shipped and quarter not in at_shipped
     assert quarter in at_larger and whole not in at_larger
+
+
+def _prepared(name: str) -> PreparedCase:
+    folder = Path(f"/prepared/{name}")
+    return PreparedCase(name, folder, ("flair", "t1"), folder / "f.nii.gz", folder / "m.nii.gz")
+
+
+def test_pooled_folds_hold_every_patient_once_and_every_site_in_each_fold() -> None:
+    first = Site("open-ms", tuple(_prepared(n) for n in ("p26", "p07", "p19")))
+    second = Site("insights-ms", tuple(_prepared(f"{n}") for n in range(101, 110)))
+    folds = pooled_folds([first, second], ["flair", "t1"], 3)
+    names = [c.name for fold in folds for c in fold]
+    assert sorted(names) == sorted(c.name for s in (first, second) for c in s.cases)
+    assert len(names) == len(set(names)) == 12
+    for fold in folds:
+        assert len(fold) == 4
+        assert {c.name for c in fold} & {c.name for c in first.cases}
+        assert {c.name for c in fold} & {c.name for c in second.cases}
+    flair_only = Site("flair-only", (PreparedCase("x", Path("/x"), ("flair",), Path(), Path()),))
+    assert "x" not in {c.name for f in pooled_folds([flair_only, first], ["flair", "t1"], 2)
+                       for c in f}  # fmt: skip
+    with pytest.raises(InputError):
+        pooled_folds([first], ["flair"], 1)
