@@ -113,8 +113,16 @@ def binarise_native(
     leave-one-site-out, 2026-12-07) this lifted lesion F1 on the 2D clinical site from 0.330
     to 0.491 and left the 1 mm site unchanged (docs/results/cross_site_2026-12-07_flair_t1.json).
     """
+    return binarise(prob, t_bin, reporting_floor(l_min_ml, voxel_ml, l_min_voxels))
+
+
+def reporting_floor(l_min_ml: float, voxel_ml: float, l_min_voxels: int) -> int:
+    """The fewest acquired voxels a reported lesion has (see :func:`binarise_native`).
+
+    At least ``l_min_ml`` of volume and at least ``l_min_voxels`` voxels.
+    """
     by_volume = math.ceil(l_min_ml / voxel_ml - 1e-9)
-    return binarise(prob, t_bin, max(1, by_volume, l_min_voxels))
+    return max(1, by_volume, l_min_voxels)
 
 
 def _write_log(

@@ -25,7 +25,7 @@ from mslesion.devtools.prepare import PreparedCase, load_prepared, native_truth,
 from mslesion.services.config import Provider
 from mslesion.services.errors import InputError
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
-from mslesion.services.pipeline import binarise_native
+from mslesion.services.pipeline import binarise_native, reporting_floor
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.inputs import ContextChannel, Standardisation, prepare_stack
 from mslesion.services.segmentation.manifest import Thresholds
@@ -154,6 +154,7 @@ def _score(
             truth,
             voxel_ml,
             case.name,
+            min_truth_voxels=reporting_floor(l_min_ml, voxel_ml, l_min_voxels),
         )
         for t, l_min_ml in points
     ]

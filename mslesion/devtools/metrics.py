@@ -77,6 +77,22 @@ class CaseMetrics(BaseModel):
         description="|pred - truth| / truth volume x 100 (the challenges' AVD); NaN when the "
         "truth is empty."
     )
+    n_truth_lesions_reportable: int = Field(
+        default=0,
+        ge=0,
+        description="Truth lesions of at least the reporting floor (``min_truth_voxels`` of "
+        "evaluate_case; 0 when not asked): those a segmentation with that minimum lesion "
+        "size can report at all.",
+    )
+    lesion_tpr_reportable: MaybeNan = Field(
+        default=math.nan,
+        description="Detected / reportable truth lesions. A diagnostic beside lesion_tpr, "
+        "which counts every truth lesion; NaN when not asked or none is reportable.",
+    )
+    lesion_f1_reportable: MaybeNan = Field(
+        default=math.nan,
+        description="Harmonic mean of lesion_tpr_reportable and lesion_precision.",
+    )
 
 
 NUMERIC_METRICS: Final[tuple[str, ...]] = tuple(
@@ -102,7 +118,11 @@ class EvaluationSummary(BaseModel):
 
 
 def evaluate_case(
-    pred: npt.ArrayLike, truth: npt.ArrayLike, voxel_volume_ml: float, case: str
+    pred: npt.ArrayLike,
+    truth: npt.ArrayLike,
+    voxel_volume_ml: float,
+    case: str,
+    min_truth_voxels: int = 0,
 ) -> CaseMetrics:
     """Compare one predicted lesion mask with its truth mask.
 
@@ -122,6 +142,8 @@ def evaluate_case(
         voxel_volume_ml: volume of one voxel in ml (1 mm isotropic: 0.001), e.g. from
             :func:`mslesion.services.imaging.units.voxel_volume_ml_from_affine`.
         case: name reported in the metrics.
+        min_truth_voxels: the segmentation's reporting floor in voxels; when > 0 the
+            ``*_reportable`` diagnostics count only truth lesions at least that large.
 
     Returns:
         The metrics of the case.
@@ -169,6 +191,7 @@ def evaluate_case(
     else:
         f1 = 2.0 * tpr * precision / (tpr + precision)
 
+    reportable = _reportable(truth_labels, n_truth, overlap, min_truth_voxels, precision)
     truth_volume = truth_voxels * voxel_volume_ml
     pred_volume = pred_voxels * voxel_volume_ml
     # From voxel counts, so that equal masks give exactly 0 whatever the voxel size.
@@ -190,7 +213,33 @@ def evaluate_case(
         pred_volume_ml=pred_volume,
         abs_volume_difference_ml=abs_difference,
         abs_volume_difference_pct=abs_difference_pct,
+        **reportable,
     )
+
+
+def _reportable(
+    truth_labels: np.ndarray, n_truth: int, overlap: np.ndarray, floor: int, precision: float
+) -> dict[str, float | int]:
+    """The ``*_reportable`` fields: truth lesions of at least ``floor`` voxels only."""
+    if floor <= 0:
+        return {}
+    sizes = np.bincount(truth_labels.ravel(), minlength=n_truth + 1)
+    big = np.flatnonzero(sizes >= floor)
+    big = big[big > 0]
+    if not big.size:
+        return {"n_truth_lesions_reportable": 0}
+    found = np.isin(big, np.unique(truth_labels[overlap])).sum()
+    tpr = float(found) / big.size
+    f1 = (
+        0.0
+        if math.isnan(precision) or tpr + precision == 0
+        else 2 * tpr * precision / (tpr + precision)
+    )
+    return {
+        "n_truth_lesions_reportable": int(big.size),
+        "lesion_tpr_reportable": tpr,
+        "lesion_f1_reportable": f1,
+    }
 
 
 def summarise(cases: Sequence[CaseMetrics]) -> EvaluationSummary:

@@ -95,6 +95,27 @@ def test_missed_and_false_positive_lesions_by_hand() -> None:
     assert m.abs_volume_difference_pct == pytest.approx(12.5)
 
 
+def test_reportable_diagnostics_count_only_truth_lesions_above_the_floor() -> None:
+    truth = np.zeros((12, 12, 12), np.uint8)
+    truth[1:4, 1:4, 1:4] = 1  # 27 voxels, found
+    truth[8:10, 8:10, 8:10] = 1  # 8 voxels, found
+    truth[1, 10, 1] = 1  # 1 voxel, missed
+    pred = np.zeros_like(truth)
+    pred[2:4, 2:4, 2:4] = 1
+    pred[8:10, 8:10, 8:10] = 1
+    plain = evaluate_case(pred, truth, 0.001, "c")
+    assert plain.lesion_tpr == pytest.approx(2 / 3)
+    assert plain.n_truth_lesions_reportable == 0 and math.isnan(plain.lesion_tpr_reportable)
+    floor = evaluate_case(pred, truth, 0.001, "c", min_truth_voxels=8)
+    assert floor.n_truth_lesions_reportable == 2
+    assert floor.lesion_tpr_reportable == 1.0 and floor.lesion_f1_reportable == 1.0
+    assert floor.lesion_tpr == plain.lesion_tpr  # the standard metric is untouched
+    high = evaluate_case(pred, truth, 0.001, "c", min_truth_voxels=20)
+    assert high.n_truth_lesions_reportable == 1 and high.lesion_tpr_reportable == 1.0
+    none = evaluate_case(pred, truth, 0.001, "c", min_truth_voxels=100)
+    assert none.n_truth_lesions_reportable == 0 and math.isnan(none.lesion_tpr_reportable)
+
+
 def test_swapping_prediction_and_truth_swaps_tpr_and_precision() -> None:
     pred, truth = _missed_and_false_positive_case()
     forward = evaluate_case(pred, truth, ML_PER_MM3, "f")
@@ -270,7 +291,7 @@ def test_evaluate_files_matches_in_memory_evaluation(tmp_path: Path) -> None:
     actual = summary.cases[0].model_dump()
     assert actual.pop("case") == expected.case
     # Volumes come from the header's float32 affine: equal up to rounding.
-    assert actual == pytest.approx(expected.model_dump(exclude={"case"}))
+    assert actual == pytest.approx(expected.model_dump(exclude={"case"}), nan_ok=True)
     assert summary.cases[1].dice == 1.0
     named = evaluate_files(pairs, case_names=["first", "second"])
     assert [c.case for c in named.cases] == ["first", "second"]
