@@ -12,9 +12,9 @@ Both visits go through the whole product path: NIfTI → DICOM study → ``segme
 :func:`~mslesion.services.followup.service.analyse_pair`.
 
 The reference masks mark change in **both** directions: on these two patients 5 of 13 and 18
-of 46 reference components are darker at the later visit (their mean FLAIR, each visit scaled
-by its brain median in the common space, falls by 0.05–0.30 where the voxel noise has a MAD of
-0.04), among them patient12's two largest. :func:`reference_lesions` therefore splits the
+of 46 reference components are darker at the later visit (their mean FLAIR, each visit
+bias-corrected and scaled by its brain median in the common space, falls by 0.02–0.28 where
+the voxel noise has a MAD of about 0.04), among them patient12's two largest. :func:`reference_lesions` therefore splits the
 reference by the sign of that difference, and the scores are given three ways: new/enlarging
 detections against every reference component (as the masks were first read), against the
 increasing ones, and shrinking/disappeared detections against the decreasing ones.
@@ -35,6 +35,7 @@ from mslesion.services.followup.analysis import CATEGORY_VALUE, FollowUpAnalysis
 from mslesion.services.followup.artefacts import read_analysis
 from mslesion.services.followup.model import ChangeCategory, ChangeThresholds
 from mslesion.services.followup.service import analyse_pair
+from mslesion.services.imaging.bias import n4_correct
 from mslesion.services.pipeline import segment_study
 from mslesion.services.segmentation.catalogue import ModelSet
 from mslesion.services.segmentation.lesions import label_lesions
@@ -146,20 +147,29 @@ def reference_lesions(
     probabilities: tuple[sitk.Image, sitk.Image],
     reference: sitk.Image,
     brain: sitk.Image,
+    *,
+    bias_correct: bool = True,
 ) -> list[ReferenceLesion]:
     """Each reference component with its direction of change and both visits' readings.
 
     ``visits_`` and ``probabilities`` (each visit's lesion probability on its own FLAIR grid)
-    are (prior, current). The direction is the sign of the mean
-    FLAIR difference: each FLAIR is pulled into the common space through its own affine and
-    divided by its brain median, so a global contrast change between sessions is no change.
+    are (prior, current). The direction is the sign of the mean FLAIR difference: each raw
+    FLAIR is pulled into the common space through its own affine, corrected for its bias field
+    inside the reference brain mask (N4, as the pipeline does; ``bias_correct``), and divided
+    by its brain median, so neither a global contrast change nor a session's smooth bias field
+    counts as change.
     """
     inside = sitk.GetArrayFromImage(brain) > 0
     flair, probability = [], []
     for visit, chance in zip(visits_, probabilities, strict=True):
         to_common = sitk.ReadTransform(str(visit.to_common))
-        image = sitk.ReadImage(str(visit.flair), sitk.sitkFloat32)
-        array = _linear(image, reference, to_common)
+        image = sitk.Resample(
+            sitk.ReadImage(str(visit.flair), sitk.sitkFloat32),
+            reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32,
+        )  # fmt: skip
+        if bias_correct:
+            image = n4_correct(image, sitk.Cast(brain > 0, sitk.sitkUInt8))
+        array = sitk.GetArrayFromImage(image)
         flair.append(array / float(np.median(array[inside & (array > 0)])))
         probability.append(_linear(chance, reference, to_common))
     labels, n = label_lesions(sitk.GetArrayFromImage(reference) > 0)

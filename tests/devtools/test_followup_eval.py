@@ -45,7 +45,7 @@ def test_reference_lesions_carry_the_direction_of_change(tmp_path: Path) -> None
     chance_now = np.zeros(SHAPE, np.float32)
     chance_now[RISING] = 0.9
     chances = (_image(np.zeros(SHAPE, np.float32)), _image(chance_now))
-    found = reference_lesions(visits, chances, reference, brain)
+    found = reference_lesions(visits, chances, reference, brain, bias_correct=False)
     assert [lesion.direction for lesion in found] == [1, -1]
     rising, falling = found
     assert rising.flair_current > rising.flair_prior
