@@ -14,10 +14,11 @@ Both visits go through the whole product path: NIfTI → DICOM study → ``segme
 The reference masks mark change in **both** directions: on these two patients 5 of 13 and 18
 of 46 reference components are darker at the later visit (their mean FLAIR, each visit
 bias-corrected and scaled by its brain median in the common space, falls by 0.02–0.28 where
-the voxel noise has a MAD of about 0.04), among them patient12's two largest. :func:`reference_lesions` therefore splits the
-reference by the sign of that difference, and the scores are given three ways: new/enlarging
-detections against every reference component (as the masks were first read), against the
-increasing ones, and shrinking/disappeared detections against the decreasing ones.
+the voxel noise has a MAD of about 0.04), among them patient12's two largest.
+:func:`reference_lesions` therefore splits the reference by the sign of that difference, and
+the scores are given three ways: new/enlarging detections against every reference component
+(as the masks were first read), against the increasing ones, and shrinking/disappeared
+detections against the decreasing ones.
 """
 
 from __future__ import annotations
