@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.devtools.crosssite import case_wm_prior, load_case_images
+from mslesion.devtools.crosssite import segment_case
 from mslesion.devtools.prepare import TRANSFORM_NAME, load_prepared, native_truth, to_native
 from mslesion.services.config import Provider
 from mslesion.services.imaging.regions import REGION_VALUE, regions_on
@@ -28,11 +28,6 @@ from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.pipeline import binarise_native
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.lesions import label_lesions
-from mslesion.services.segmentation.prior import (
-    WM_PRIOR_DILATE_MM,
-    WM_PRIOR_THRESHOLD,
-    white_matter_roi,
-)
 
 COLUMNS = ("border_fp_ml", "separate_fp_ml", "true_positive_ml", "false_negative_ml")
 
@@ -77,12 +72,9 @@ def main() -> None:
     for case in load_prepared(args.prepared):
         if not set(m.modalities) <= set(case.modalities):
             continue
-        prior = case_wm_prior(case)
-        roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
-        out = model.predict(load_case_images(case, m.modalities), restrict=roi, wm_prior=prior)
         truth, voxel_ml = native_truth(case)
         th = m.thresholds
-        prob = to_native(case, out.prob)
+        prob = to_native(case, segment_case(model, case))
         pred = binarise_native(prob, th.t_bin, th.l_min * model_voxel_ml, voxel_ml, th.l_min) > 0
         transform = sitk.ReadTransform(str(case.folder / TRANSFORM_NAME))
         zones = regions_on(sitk.ReadImage(str(case.native_flair)), transform)

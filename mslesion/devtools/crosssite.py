@@ -174,6 +174,17 @@ def operating_points(
     return [(t, size) for t in t_bins for size in sizes]
 
 
+def segment_case(model: CascadeModel, case: PreparedCase) -> np.ndarray:
+    """The lesion probability of a prepared case on the model grid, as the pipeline computes it.
+
+    Candidates are restricted to the registered template's white-matter region.
+    """
+    prior = case_wm_prior(case)
+    roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
+    images = load_case_images(case, model.manifest.modalities)
+    return model.predict(images, restrict=roi, wm_prior=prior).prob
+
+
 def score_model(
     model_dir: Path,
     cases: Sequence[PreparedCase],
@@ -187,10 +198,7 @@ def score_model(
     points = operating_points(shipped_l_min, t_bins, l_mins_ml)
     per_point: dict[OperatingPoint, list[CaseMetrics]] = {p: [] for p in points}
     for case in cases:
-        prior = case_wm_prior(case)
-        roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
-        out = model.predict(load_case_images(case, m.modalities), restrict=roi, wm_prior=prior)
-        scored = _score(case, out.prob, points, m.thresholds.l_min)
+        scored = _score(case, segment_case(model, case), points, m.thresholds.l_min)
         for point, metrics in zip(points, scored, strict=True):
             per_point[point].append(metrics)
         log.info("%s: Dice %.3f at %s", case.name, per_point[points[0]][-1].dice, points[0])
@@ -357,11 +365,9 @@ def pooled_cross_validation(
             f"{recipe}-pooled-{k}fold-{i}",
             "+".join(s.name for s in sites),
         )
-        for case in held:
-            scored = score_model(folder, [case])
-            into = per_site.setdefault(site_of[case.folder], {p: [] for p in scored})
-            for point, metrics in scored.items():
-                into[point] += metrics
+        for point, metrics in score_model(folder, held).items():
+            for case, scored in zip(held, metrics, strict=True):
+                per_site.setdefault(site_of[case.folder], {}).setdefault(point, []).append(scored)
     method = f"{recipe}-pooled-{k}fold"
     return [s for site, points in per_site.items() for s in summaries(method, site, points)]
 

@@ -47,8 +47,9 @@ ACTIVE_VALUES = (CATEGORY_VALUE[ChangeCategory.NEW], CATEGORY_VALUE[ChangeCatego
 class ReferenceLesion(BaseModel):
     """One reference change lesion (26-connected component) and what each visit shows there.
 
-    FLAIR values are the mean over the lesion, each visit divided by its brain median in the
-    common space; probabilities are each visit's own lesion probability map, pulled there.
+    FLAIR values are the mean over the lesion, each visit N4-corrected and divided by its brain
+    median in the common space; probabilities are each visit's own lesion probability map,
+    pulled there.
     """
 
     volume_ml: float
@@ -136,11 +137,9 @@ def _to_common(
     )
 
 
-def _linear(image: sitk.Image, reference: sitk.Image, to_common: sitk.Transform) -> np.ndarray:
+def _linear(image: sitk.Image, reference: sitk.Image, to_common: sitk.Transform) -> sitk.Image:
     """``image`` pulled onto the common space (linear), as float32."""
-    return sitk.GetArrayFromImage(
-        sitk.Resample(image, reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    )
+    return sitk.Resample(image, reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
 def reference_lesions(
@@ -164,15 +163,12 @@ def reference_lesions(
     flair, probability = [], []
     for visit, chance in zip(visits_, probabilities, strict=True):
         to_common = sitk.ReadTransform(str(visit.to_common))
-        image = sitk.Resample(
-            sitk.ReadImage(str(visit.flair), sitk.sitkFloat32),
-            reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32,
-        )  # fmt: skip
+        image = _linear(sitk.ReadImage(str(visit.flair)), reference, to_common)
         if bias_correct:
             image = n4_correct(image, sitk.Cast(brain > 0, sitk.sitkUInt8))
         array = sitk.GetArrayFromImage(image)
         flair.append(array / float(np.median(array[inside & (array > 0)])))
-        probability.append(_linear(chance, reference, to_common))
+        probability.append(sitk.GetArrayFromImage(_linear(chance, reference, to_common)))
     labels, n = label_lesions(sitk.GetArrayFromImage(reference) > 0)
     voxel_ml = float(np.prod(reference.GetSpacing())) / 1000.0
     found = []
@@ -231,8 +227,7 @@ def score_pair(
     det_ids = set(np.unique(active_labels[active_labels > 0]).tolist())
     true_ids = set(np.unique(detected[(detected > 0) & (ref_labels > 0)]).tolist())
     counts = {c.value: n for c, n in analysis.report.counts.items()}
-    directions = None if lesions is None else np.array([0] + [r.direction for r in lesions])
-    split = _direction_scores(ref_labels, detected, active_labels, directions, decreasing)
+    split = _direction_scores(ref_labels, detected, hit, det_ids, lesions, decreasing)
     return PairScore(
         patient=patient,
         reference_lesions=n_ref,
@@ -254,27 +249,30 @@ def score_pair(
 def _direction_scores(
     ref_labels: np.ndarray,
     detected: np.ndarray,
-    active_labels: np.ndarray,
-    directions: np.ndarray | None,
+    hit: set[int],
+    det_ids: set[int],
+    lesions: list[ReferenceLesion] | None,
     decreasing: np.ndarray | None,
 ) -> dict[str, float | int]:
-    """The PairScore fields that split the reference by the direction of its change."""
-    if directions is None or decreasing is None:
+    """The PairScore fields that split the reference by the direction of its change.
+
+    ``hit``: reference labels touched by a new/enlarging detection; ``det_ids``: those
+    detections' labels; ``lesions`` in reference label order (label i is ``lesions[i - 1]``).
+    """
+    if lesions is None or decreasing is None:
         return {}
-    rising = {int(i) for i in np.flatnonzero(directions > 0) if i > 0}
-    falling = {int(i) for i in np.flatnonzero(directions < 0) if i > 0}
-    hit = set(np.unique(ref_labels[(detected > 0) & (ref_labels > 0)]).tolist())
-    hit_falling = set(np.unique(ref_labels[(decreasing > 0) & (ref_labels > 0)]).tolist())
-    det_ids = set(np.unique(active_labels[active_labels > 0]).tolist())
+    rising = {i for i, r in enumerate(lesions, start=1) if r.direction > 0}
+    falling = {i for i, r in enumerate(lesions, start=1) if r.direction < 0}
+    hit_falling = set(np.unique(ref_labels[decreasing & (ref_labels > 0)]).tolist())
     on_rising = np.isin(ref_labels, sorted(rising))
     true_rising = set(np.unique(detected[(detected > 0) & on_rising]).tolist())
-    falling_found, _ = label_lesions(decreasing > 0)
+    _, found_falling = label_lesions(decreasing)
     return {
         "reference_increasing": len(rising),
         "sensitivity_increasing": len(hit & rising) / len(rising) if rising else 1.0,
         "false_detections_increasing": len(det_ids - true_rising),
         "reference_decreasing": len(falling),
-        "detected_decreasing": int(falling_found.max()),
+        "detected_decreasing": found_falling,
         "sensitivity_decreasing": len(hit_falling & falling) / len(falling) if falling else 1.0,
     }
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from mslesion.devtools.followup_eval import Visit, _direction_scores, reference_lesions
+from mslesion.devtools.followup_eval import (
+    ReferenceLesion,
+    Visit,
+    _direction_scores,
+    reference_lesions,
+)
 
 SHAPE = (8, 24, 24)  # frames, rows, columns
 RISING = (slice(2, 5), slice(3, 7), slice(3, 7))
@@ -54,22 +59,38 @@ def test_reference_lesions_carry_the_direction_of_change(tmp_path: Path) -> None
     assert rising.volume_ml == round(3 * 4 * 4 * 3.0 / 1000, 4)
 
 
+def _lesion(direction: int) -> ReferenceLesion:
+    return ReferenceLesion(
+        volume_ml=0.1, direction=direction, flair_prior=1.0, flair_current=1.0,
+        probability_prior_max=0.0, probability_current_max=0.0,
+    )  # fmt: skip
+
+
+def _scores(
+    reference: np.ndarray, active: np.ndarray, lesions: list[ReferenceLesion], falling: np.ndarray
+) -> dict[str, float | int]:
+    """As score_pair calls it, detections already on the reference grid."""
+    hit = set(np.unique(reference[(active > 0) & (reference > 0)]).tolist())
+    det_ids = set(np.unique(active[active > 0]).tolist())
+    return _direction_scores(reference, active, hit, det_ids, lesions, falling)
+
+
 def test_each_direction_is_scored_against_its_own_detections() -> None:
     reference = np.zeros(SHAPE, np.int32)
     reference[RISING], reference[FALLING] = 1, 2
-    directions = np.array([0, 1, -1])
+    lesions = [_lesion(1), _lesion(-1)]
     active = np.zeros(SHAPE, np.int32)
     active[RISING] = 1  # a true new lesion
     active[0, 20:22, 0:2] = 2  # a false one
     decreasing = np.zeros(SHAPE, bool)
-    scores = _direction_scores(reference, active, active, directions, decreasing)
+    scores = _scores(reference, active, lesions, decreasing)
     assert scores["sensitivity_increasing"] == 1.0
     assert scores["false_detections_increasing"] == 1
     assert scores["sensitivity_decreasing"] == 0.0
     decreasing[FALLING] = True
     active[RISING] = 0  # a "new" lesion on the fading one does not count as found
     active[FALLING] = 3
-    scores = _direction_scores(reference, active, active, directions, decreasing)
+    scores = _scores(reference, active, lesions, decreasing)
     assert scores["sensitivity_increasing"] == 0.0
     assert scores["sensitivity_decreasing"] == 1.0
     assert scores["detected_decreasing"] == 1
