@@ -284,6 +284,13 @@ def train(
     clinical_simulation: Annotated[
         float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
     ] = 0.0,
+    regrid: Annotated[
+        float,
+        typer.Option(
+            help="probability that a synthetic copy is re-gridded (rotation < 3°, "
+            "sub-voxel shift, serving's B-spline) as served scans are"
+        ),
+    ] = 0.0,
     lesion_bank: Annotated[
         Path | None,
         typer.Option(help="lesion bank .npz (see models/shipped/flair_t1/MODEL_CARD.md)"),
@@ -333,6 +340,7 @@ def train(
         lesions_per_copy=lesions_per_copy,
         lesion_bank=lesion_bank,
         clinical_simulation=clinical_simulation,
+        regrid=regrid,
         init=init,
         contrast_gamma=contrast_gamma,
         standardisation=standardisation,

@@ -37,6 +37,7 @@ class CascadeTrainConfig:
     lesions_per_copy: int = 25
     lesion_bank: Path | None = None
     clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
+    regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     contrast_gamma: float = 0.0  # max |log gamma| of the contrast change of synthetic copies
     standardisation: Standardisation = Standardisation.ZSCORE
     context: tuple[ContextChannel, ...] = ()
@@ -86,12 +87,28 @@ def _synthetic_copies(
             )
             if config.clinical_simulation > 0:
                 images = simulate_clinical(images, brain, rng, config.clinical_simulation)
+            copy = Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing, s.wm_prior)
+            copy_brain = brain
+            # After the acquisition, before contrast: serving interpolates what was acquired.
+            if config.regrid > 0 and rng.random() < config.regrid:
+                copy = _regridded(copy, brain, rng)
+                copy_brain = copy.images[config.modalities[0]] != 0
             if config.contrast_gamma > 0:
-                images = random_contrast(images, brain, s.wm_prior, rng, config.contrast_gamma)
-            copies.append(
-                Subject(f"{s.name}+synth{k + 1}", images, mask, s.affine, s.spacing, s.wm_prior)
-            )
+                copy.images = random_contrast(
+                    copy.images, copy_brain, copy.wm_prior, rng, config.contrast_gamma
+                )
+            copies.append(copy)
     return copies
+
+
+def _regridded(subject: Subject, brain: np.ndarray, rng: np.random.Generator) -> Subject:
+    from mslesion.models.training.regrid import random_rigid, regrid
+
+    transform = random_rigid(brain.shape, rng)
+    moved = regrid(subject.images, brain, subject.mask, subject.wm_prior, transform)
+    return Subject(
+        subject.name, moved.images, moved.mask, subject.affine, subject.spacing, moved.wm_prior
+    )
 
 
 def prepare_sets(subjects: list[Subject], config: CascadeTrainConfig) -> list[TrainingSet]:

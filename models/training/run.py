@@ -64,6 +64,7 @@ def train_and_export(
             "synthetic_copies": config.synthetic_copies,
             "lesions_per_copy": config.lesions_per_copy,
             "clinical_simulation": config.clinical_simulation,
+            "regrid": config.regrid,
             "contrast_gamma": config.contrast_gamma,
         },
         "python": platform.python_version(),

@@ -49,12 +49,26 @@ L_MINS_ML = (0.01, 0.02, 0.03, 0.05)
 ``l_min``) up to 0.05 ml, a sphere of 4.6 mm diameter (McDonald counts lesions >= 3 mm)."""
 OperatingPoint = tuple[float, float]
 """(final threshold t_bin, minimum lesion size in ml) at which a model is scored."""
-# recipe -> (standardisation, context channels, contrast gamma, candidate threshold, channel 0)
-RECIPES: dict[str, tuple[Standardisation, tuple[ContextChannel, ...], float, float]] = {
-    "zscore": (Standardisation.ZSCORE, (), 0.0, 0.5),
-    "wm-peak": (Standardisation.WM_PEAK, (), 0.0, 0.1),
-    "wm-peak+context": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.0, 0.1),
-    "full": (Standardisation.WM_PEAK, (ContextChannel.WM_PRIOR,), 0.4, 0.1),
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a named training recipe changes: inputs, augmentation, candidate threshold."""
+
+    standardisation: Standardisation
+    context: tuple[ContextChannel, ...] = ()
+    contrast_gamma: float = 0.0
+    candidate: float = 0.1
+    regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
+
+
+_WM_PRIOR = (ContextChannel.WM_PRIOR,)
+RECIPES: dict[str, Recipe] = {
+    "zscore": Recipe(Standardisation.ZSCORE, candidate=0.5),
+    "wm-peak": Recipe(Standardisation.WM_PEAK),
+    "wm-peak+context": Recipe(Standardisation.WM_PEAK, _WM_PRIOR),
+    "full": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4),
+    "full+regrid": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, regrid=1.0),
 }
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
 
@@ -92,7 +106,7 @@ def recipe_config(
 
     if name not in RECIPES:
         raise InputError(f"unknown recipe {name!r}: one of {', '.join(RECIPES)}")
-    standardisation, context, gamma, candidate = RECIPES[name]
+    recipe = RECIPES[name]
     return CascadeTrainConfig(
         modalities=list(modalities),
         train=TrainConfig(
@@ -102,15 +116,16 @@ def recipe_config(
             seed=options.seed,
             progress=False,
         ),
-        candidate_flair_z=candidate,
+        candidate_flair_z=recipe.candidate,
         max_lesion_voxels=options.max_lesion_voxels,
         synthetic_copies=options.synthetic_copies,
         lesions_per_copy=30,
         lesion_bank=options.lesion_bank,
         clinical_simulation=options.clinical_simulation,
-        contrast_gamma=gamma,
-        standardisation=standardisation,
-        context=context,
+        regrid=recipe.regrid,
+        contrast_gamma=recipe.contrast_gamma,
+        standardisation=recipe.standardisation,
+        context=recipe.context,
     )
 
 
