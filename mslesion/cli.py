@@ -299,6 +299,13 @@ def train(
         Standardisation, typer.Option(help="intensity standardisation (wm-peak needs `prepare`)")
     ] = Standardisation.ZSCORE,
     context: Annotated[str, typer.Option(help="context channels, e.g. wm_prior")] = "",
+    smoothing: Annotated[
+        float | None,
+        typer.Option(
+            help="σ (voxels) of the in-brain Gaussian before standardisation "
+            "(default 0; with --init, the init model's)"
+        ),
+    ] = None,
     contrast_gamma: Annotated[
         float, typer.Option(help="max |log gamma| of synthetic copies' contrast change (0: off)")
     ] = 0.0,
@@ -326,6 +333,8 @@ def train(
 
     if candidate_threshold is None:
         candidate_threshold = 0.5 if standardisation is Standardisation.ZSCORE else 0.1
+    if smoothing is None:
+        smoothing = 0.0 if init is None else _init_smoothing(init)
     config = CascadeTrainConfig(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
         train=TrainConfig(
@@ -344,6 +353,7 @@ def train(
         init=init,
         contrast_gamma=contrast_gamma,
         standardisation=standardisation,
+        smoothing=smoothing,
         context=tuple(ContextChannel(c.strip()) for c in context.split(",") if c.strip()),
         candidate_flair_z=candidate_threshold,
     )
@@ -449,6 +459,13 @@ def score_cmd(
         payload = {"model": str(model), "results": [r.model_dump(mode="json") for r in results]}
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
     typer.echo(markdown_table(results))
+
+
+def _init_smoothing(model: Path) -> float:
+    """The input smoothing of the model a fine-tuning starts from."""
+    from mslesion.services.segmentation.manifest import load_manifest
+
+    return load_manifest(model, verify=False).normalisation.smoothing_voxels
 
 
 def _model_modalities(model: Path) -> list[str]:

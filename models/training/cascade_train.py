@@ -40,6 +40,7 @@ class CascadeTrainConfig:
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     contrast_gamma: float = 0.0  # max |log gamma| of the contrast change of synthetic copies
     standardisation: Standardisation = Standardisation.ZSCORE
+    smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
     context: tuple[ContextChannel, ...] = ()
     init: Path | None = None  # fine-tune this model folder's dense layers
     tile: int = 40
@@ -115,7 +116,9 @@ def prepare_sets(subjects: list[Subject], config: CascadeTrainConfig) -> list[Tr
     """Normalise each subject exactly as serving does and find its candidate voxels."""
     sets = []
     for s in subjects:
-        stack, brain = s.normalised(config.modalities, config.standardisation, config.context)
+        stack, brain = s.normalised(
+            config.modalities, config.standardisation, config.context, config.smoothing
+        )
         cand = candidate_mask(stack, brain, config.candidate_flair_z)
         sets.append(TrainingSet(s.name, stack, brain, s.mask & brain, cand))
     return sets
@@ -142,14 +145,17 @@ def _initial_net(config: CascadeTrainConfig, role: NetRole) -> CascadeNet:
             f"--init model takes modalities {manifest.modalities}, "
             f"but training asks for {config.modalities}"
         )
-    if (manifest.normalisation.method, tuple(manifest.context)) != (
+    norm = manifest.normalisation
+    if (norm.method, tuple(manifest.context), norm.smoothing_voxels) != (
         config.standardisation,
         config.context,
+        config.smoothing,
     ):
         raise InputError(
-            f"--init model uses {manifest.normalisation.method.value} standardisation and "
-            f"context {[c.value for c in manifest.context]}; training asks for "
-            f"{config.standardisation.value} and {[c.value for c in config.context]}"
+            f"--init model uses {norm.method.value} standardisation, smoothing "
+            f"{norm.smoothing_voxels:g} and context {[c.value for c in manifest.context]}; "
+            f"training asks for {config.standardisation.value}, {config.smoothing:g} and "
+            f"{[c.value for c in config.context]}"
         )
     net = load_net_from_onnx(manifest.file_path(config.init, role))
     net.freeze_features()

@@ -38,6 +38,7 @@ class Subject:
         modalities: list[str],
         standardisation: Standardisation = Standardisation.ZSCORE,
         context: tuple[ContextChannel, ...] = (),
+        smoothing: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(C, X, Y, Z) model input and brain mask, exactly as serving prepares them."""
         return prepare_stack(
@@ -46,6 +47,7 @@ class Subject:
             standardisation=standardisation,
             wm_prior=self.wm_prior,
             context=context,
+            smoothing=smoothing,
         )
 
 

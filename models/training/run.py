@@ -82,7 +82,11 @@ def train_and_export(
             update={"candidate_flair_z": config.candidate_flair_z, "net1": config.net1_threshold}
         ),
         training=training,
-        normalisation=Normalisation(method=config.standardisation, region=_region(config)),
+        normalisation=Normalisation(
+            method=config.standardisation,
+            region=_region(config),
+            smoothing_voxels=config.smoothing,
+        ),
         context=list(config.context),
     )
 

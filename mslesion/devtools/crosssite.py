@@ -60,6 +60,7 @@ class Recipe:
     contrast_gamma: float = 0.0
     candidate: float = 0.1
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
+    smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
@@ -69,6 +70,7 @@ RECIPES: dict[str, Recipe] = {
     "wm-peak+context": Recipe(Standardisation.WM_PEAK, _WM_PRIOR),
     "full": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4),
     "full+regrid": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, regrid=1.0),
+    "full+smooth": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5),
 }
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
 
@@ -125,6 +127,7 @@ def recipe_config(
         regrid=recipe.regrid,
         contrast_gamma=recipe.contrast_gamma,
         standardisation=recipe.standardisation,
+        smoothing=recipe.smoothing,
         context=recipe.context,
     )
 

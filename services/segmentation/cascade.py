@@ -172,6 +172,7 @@ class CascadeModel:
             standardisation=m.normalisation.method,
             wm_prior=wm_prior,
             context=m.context,
+            smoothing=m.normalisation.smoothing_voxels,
         )
 
 

@@ -10,6 +10,14 @@ Two standardisations, named in each model's manifest:
   registered template's white matter (probability ≥ :data:`NAWM_PRIOR_MIN`): lesions are a
   minority of those voxels in any MS brain, so they shift the mode far less than a mean.
 
+Before either, a model may smooth every image inside the brain with a small Gaussian (σ in
+model-grid voxels, manifest ``normalisation.smoothing_voxels``). Every served scan reaches the
+model grid by one interpolation whose low-pass depends on where the acquisition's samples fall
+on the grid: none for a scan already on it, the most half a voxel off. A fixed blur above that
+makes the nets' input, and so the lesions they find, the same whatever the sampling. Measured
+on one 1 mm scan re-sliced four ways (issue 11): with σ 0.5 the re-slicings' lesion load
+agrees with the scan's own grid within 0.2-4.4 %, against 4.7-6.3 % without.
+
 Context channels (``wm_prior``) give the nets, whose 11³ patch sees 1 cm, where in the brain a
 voxel lies: the template's white-matter probability, 0 outside the brain.
 """
@@ -95,6 +103,20 @@ def wm_peak_scale(
     return out
 
 
+def smooth_in_brain(image: np.ndarray, brain: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` blurred by a Gaussian of ``sigma`` voxels inside ``brain``, 0 outside.
+
+    Normalised convolution: only brain voxels contribute, so the dark background does not
+    bleed into the brain's edge (the cortex and periventricular lesions stay as bright).
+    """
+    inside = brain.astype(np.float32)
+    weight = ndimage.gaussian_filter(inside, sigma)
+    blurred = ndimage.gaussian_filter(np.where(brain, image, 0).astype(np.float32), sigma)
+    out = np.zeros(image.shape, dtype=np.float32)
+    out[brain] = blurred[brain] / np.maximum(weight[brain], 1e-6)
+    return out
+
+
 def validate_images(images: Mapping[str, np.ndarray], modalities: list[str]) -> None:
     """Raise :class:`InputError` for missing/extra modalities, grid mismatch, NaN or empty brain."""
     given, wanted = list(images), [m.lower() for m in modalities]
@@ -140,17 +162,21 @@ def prepare_stack(
     standardisation: Standardisation = Standardisation.ZSCORE,
     wm_prior: np.ndarray | None = None,
     context: Sequence[ContextChannel] = (),
+    smoothing: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate, then return the (C, X, Y, Z) float32 model input and the brain mask.
 
     ``images`` keys are modality names (case-insensitive); channel order follows
     ``modalities``, then ``context``. ``wm_prior`` (template white-matter probability on the
     images' grid) is required by ``wm-peak`` and by the ``wm_prior`` context channel.
+    ``smoothing``: σ in voxels of the in-brain Gaussian applied first (0: none).
     """
     lowered = {k.lower(): v for k, v in images.items()}
     validate_images(lowered, list(modalities))
     order = [m.lower() for m in modalities]
     brain = brain_mask(lowered[order[0]])
+    if smoothing > 0:
+        lowered = {m: smooth_in_brain(lowered[m], brain, smoothing) for m in order}
     if standardisation is Standardisation.WM_PEAK:
         prior = _check_prior(wm_prior, brain.shape, "wm-peak standardisation")
         channels = [wm_peak_scale(lowered[m], brain, prior, m) for m in order]

@@ -38,6 +38,12 @@ class Normalisation(BaseModel):
 
     method: Standardisation = Standardisation.ZSCORE
     region: str = "brain: voxels != 0 in the FLAIR (skull-stripped input)"
+    smoothing_voxels: float = Field(
+        0.0,
+        ge=0.0,
+        description="σ (model-grid voxels) of the Gaussian applied to every image inside the "
+        "brain before standardisation (0: none)",
+    )
 
 
 class Thresholds(BaseModel):
