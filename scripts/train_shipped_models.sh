@@ -20,7 +20,9 @@ OPTS=(--standardisation wm-peak --context wm_prior --contrast-gamma 0.4 --candid
       --patience 2 --seed 42 --version 2.0.0 --quiet)
 mslesion train $P/cross_sectional $P/insights-ms $P/insights-ms-flair-only --modalities flair \
     --out "$OUT/flair" --name ms-cascade-flair "${OPTS[@]}"
+# 2.1.0: inputs smoothed inside the brain (σ 0.5 voxel) before standardisation, so that the
+# lesion load does not depend on how the acquisition falls on the model grid (issue 11).
 mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1 \
-    --out "$OUT/flair_t1" --name ms-cascade-flair-t1 "${OPTS[@]}"
+    --out "$OUT/flair_t1" --name ms-cascade-flair-t1 "${OPTS[@]}" --smoothing 0.5 --version 2.1.0
 mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1,t2 \
     --out "$OUT/flair_t1_t2" --name ms-cascade-flair-t1-t2 "${OPTS[@]}"

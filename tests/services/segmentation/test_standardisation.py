@@ -145,7 +145,7 @@ def test_smoothing_stays_inside_the_brain() -> None:
 def test_smoothing_makes_the_input_independent_of_the_sampling() -> None:
     """Half a voxel off the grid (cubic B-spline, as serving resamples): the smoothed input
     moves less than the raw one (0.59 of it here, on white noise, the worst case)."""
-    images, wm, _ = _head(seed=4)
+    images, _, _ = _head(seed=4)
     brain = images["flair"] != 0
     inner = ndimage.binary_erosion(brain, iterations=3)
     shifted = ndimage.shift(images["flair"], (0.5, 0.5, 0.0), order=3)
