@@ -51,6 +51,8 @@ OUTSIDE = -1e30
 # Order 5 (2026-12-07, geometry corpus against the scan's own grid): sagittal 3D -5.2 % vs
 # -6.1 %, tilted 20° +1.9 % vs -6.3 %, 3 mm tilted -13.2 % vs -16.2 %, but 2.3x the resampling
 # time (+1.7 s per series) and a grid the shipped models were not trained on: not adopted.
+# What remains of that dependence is removed on the model's side: ms-cascade-flair-t1 2.1.0
+# smooths its inputs (σ 0.5 voxel, services/segmentation/inputs.py) and agrees within 2.7 %.
 MODEL_GRID_INTERPOLATOR = sitk.sitkBSpline
 # Every brain voxel of the FLAIR must be non-zero: downstream, the brain is ``flair != 0``.
 MIN_BRAIN_VALUE = 1e-3

@@ -134,11 +134,15 @@ def test_visits_read_by_different_models_are_compared_with_the_shared_one(
         own = read_json_report(node.settings.results_dir / current.job_id / "report.json")
         assert own == current.report
 
-    # Identities persist through both re-analyses: the first visit's lesions are the third's.
+    # Identities persist through both re-analyses: the first visit's lesions are the third's,
+    # except one the middle visit's own reading does not hold. Identities are stored under
+    # each study's own ranks, so a lesion only the re-analysis of the middle visit sees cannot
+    # pass its identity on (ms-cascade-flair-t1 2.1.0 reads 1 of this head's 3 small lesions
+    # differently from the FLAIR-only model; 2.0.0 held all 3).
     first_ids = {c.tracking_uid for c in reports[0].lesions}
     third_ids = {c.tracking_uid for c in reports[1].lesions}
     kept = first_ids & third_ids
-    assert len(kept) >= 0.8 * len(third_ids), (len(kept), len(third_ids))
+    assert len(kept) >= len(third_ids) - 1 and len(kept) >= 2, (len(kept), len(third_ids))
 
     # The database keeps each study's own ranks (what the next comparison reads).
     with node.db.session() as session:
