@@ -75,9 +75,8 @@ def regrid(
     moved_brain = _resample(brain.astype(np.float32), transform, sitk.sitkLinear) >= 0.5
     out = {}
     for name, image in images.items():
-        moved = _resample(image, transform, MODEL_GRID_INTERPOLATOR)
-        out[name] = np.where(moved_brain, np.maximum(moved, MIN_BRAIN_VALUE), 0.0)
-        out[name] = out[name].astype(np.float32)
+        moved = np.maximum(_resample(image, transform, MODEL_GRID_INTERPOLATOR), MIN_BRAIN_VALUE)
+        out[name] = np.where(moved_brain, moved, 0.0).astype(np.float32)
     lesions = _resample(mask.astype(np.float32), transform, sitk.sitkLinear) >= 0.5
     prior = None
     if wm_prior is not None:

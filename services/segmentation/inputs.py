@@ -103,17 +103,21 @@ def wm_peak_scale(
     return out
 
 
-def smooth_in_brain(image: np.ndarray, brain: np.ndarray, sigma: float) -> np.ndarray:
-    """``image`` blurred by a Gaussian of ``sigma`` voxels inside ``brain``, 0 outside.
+def smooth_in_brain(
+    images: Mapping[str, np.ndarray], brain: np.ndarray, sigma: float
+) -> dict[str, np.ndarray]:
+    """Each image blurred by a Gaussian of ``sigma`` voxels inside ``brain``, 0 outside.
 
     Normalised convolution: only brain voxels contribute, so the dark background does not
-    bleed into the brain's edge (the cortex and periventricular lesions stay as bright).
+    bleed into the brain's edge (the cortex and periventricular lesions stay as bright). The
+    brain's own blur, the normaliser, is computed once for all images.
     """
-    inside = brain.astype(np.float32)
-    weight = ndimage.gaussian_filter(inside, sigma)
-    blurred = ndimage.gaussian_filter(np.where(brain, image, 0).astype(np.float32), sigma)
-    out = np.zeros(image.shape, dtype=np.float32)
-    out[brain] = blurred[brain] / np.maximum(weight[brain], 1e-6)
+    weight = np.maximum(ndimage.gaussian_filter(brain.astype(np.float32), sigma)[brain], 1e-6)
+    out = {}
+    for name, image in images.items():
+        blurred = ndimage.gaussian_filter(np.where(brain, image, 0).astype(np.float32), sigma)
+        out[name] = np.zeros(image.shape, dtype=np.float32)
+        out[name][brain] = blurred[brain] / weight
     return out
 
 
@@ -176,7 +180,7 @@ def prepare_stack(
     order = [m.lower() for m in modalities]
     brain = brain_mask(lowered[order[0]])
     if smoothing > 0:
-        lowered = {m: smooth_in_brain(lowered[m], brain, smoothing) for m in order}
+        lowered = smooth_in_brain({m: lowered[m] for m in order}, brain, smoothing)
     if standardisation is Standardisation.WM_PEAK:
         prior = _check_prior(wm_prior, brain.shape, "wm-peak standardisation")
         channels = [wm_peak_scale(lowered[m], brain, prior, m) for m in order]

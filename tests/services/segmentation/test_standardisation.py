@@ -136,7 +136,8 @@ def test_smoothing_stays_inside_the_brain() -> None:
     )
     assert np.all(stack[:, ~brain] == 0)
     flat = {k: np.where(brain, 500.0, 0.0).astype(np.float32) for k in images}
-    assert np.allclose(smooth_in_brain(flat["flair"], brain, 0.8)[brain], 500.0, rtol=1e-5)
+    (flat_out,) = smooth_in_brain({"flair": flat["flair"]}, brain, 0.8).values()
+    assert np.allclose(flat_out[brain], 500.0, rtol=1e-5)
     # A lesion keeps most of its contrast under σ 0.5 but its edge is softened.
     sharp, _ = prepare_stack(images, ["flair", "t1"], standardisation=WM_PEAK, wm_prior=wm)
     assert 0.3 < float(np.median(stack[0][lesions])) < float(np.median(sharp[0][lesions]))
@@ -150,8 +151,8 @@ def test_smoothing_makes_the_input_independent_of_the_sampling() -> None:
     inner = ndimage.binary_erosion(brain, iterations=3)
     shifted = ndimage.shift(images["flair"], (0.5, 0.5, 0.0), order=3)
     raw_change = np.abs(shifted - images["flair"])[inner].mean()
-    smooth = smooth_in_brain(images["flair"], brain, 0.5)
-    smooth_change = np.abs(smooth_in_brain(shifted, brain, 0.5) - smooth)[inner].mean()
+    smooth = smooth_in_brain({"still": images["flair"], "moved": shifted}, brain, 0.5)
+    smooth_change = np.abs(smooth["moved"] - smooth["still"])[inner].mean()
     assert smooth_change < 0.7 * raw_change
 
 
