@@ -369,6 +369,57 @@ def train(
     typer.echo(f"model {manifest.name} {manifest.version} written to {out}")
 
 
+@app.command("train-change")
+def train_change(
+    data_dir: Annotated[
+        list[Path],
+        typer.Argument(help="dataset folder(s) prepared by `prepare` (FLAIR and lesion mask)"),
+    ],
+    out: Annotated[Path, typer.Option(help="change-detector model folder to write")],
+    lesion_bank: Annotated[Path, typer.Option(help="lesion bank .npz (`lesion-bank`)")],
+    pairs_per_subject: Annotated[int, typer.Option(help="synthetic visit pairs per scan")] = 3,
+    seed: int = 42,
+    max_epochs: int = 6,
+    patience: int = 2,
+    batch_size: int = 256,
+    max_change_voxels: Annotated[int, typer.Option(help="per pair and net")] = 3000,
+    name: str = "ms-change-flair",
+    version: str = "0.1.0",
+    quiet: bool = False,
+) -> None:
+    """Train the follow-up change detector (new/enlarging lesions) on synthetic visit pairs."""
+    try:
+        from mslesion.models.training.change_train import ChangeTrainConfig, train_change_detector
+        from mslesion.models.training.dataset import load_dataset
+        from mslesion.models.training.trainer import TrainConfig
+    except ImportError as exc:
+        raise MSLesionError(
+            f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
+        ) from exc
+    config = ChangeTrainConfig(
+        lesion_bank=lesion_bank,
+        train=TrainConfig(
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+            progress=not quiet,
+        ),
+        pairs_per_subject=pairs_per_subject,
+        max_change_voxels=max_change_voxels,
+    )
+    subjects = [s for d in data_dir for s in load_dataset(d, ["flair"])]
+    manifest = train_change_detector(
+        subjects,
+        config,
+        out,
+        name=name,
+        version=version,
+        data_description=",".join(str(d) for d in data_dir),
+    )
+    typer.echo(f"change detector {manifest.name} {manifest.version} written to {out}")
+
+
 @app.command("prepare")
 def prepare_cmd(
     source: Annotated[

@@ -5,7 +5,8 @@
 
 Segments both visits of patient01 and patient12 with the shipped models (reused when the
 work folder has them), compares them, scores new/enlarging lesions lesion-wise, and writes
-the scores with the default thresholds and an ablation without the FLAIR-rise check.
+the scores with the default rules (volumes and the change detector), and ablations: without
+the change detector, without the FLAIR-rise check, without hysteresis, visits reversed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from mslesion.devtools.followup_eval import evaluate_patient
 from mslesion.services.config import Settings
+from mslesion.services.followup.change_detector import load_change_detector
 from mslesion.services.followup.model import ChangeThresholds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "open-ms" / "longitudinal"
@@ -31,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     settings = Settings()
+    detector = load_change_detector(settings)
     variants = {
         "default": ChangeThresholds(),
         "no_intensity_check": ChangeThresholds(new_min_intensity_rise=-1e9),
@@ -39,9 +42,14 @@ def main() -> None:
         ),
     }
     results: dict[str, list[dict[str, object]]] = {}
-    runs = [(name, t, False) for name, t in variants.items()]
-    runs.append(("default_reversed_visits", ChangeThresholds(), True))
-    for name, thresholds, reverse in runs:
+    runs = [(name, t, False, detector) for name, t in variants.items()]
+    runs.append(("without_change_detector", ChangeThresholds(), False, None))
+    for p in (0.5, 0.7):
+        runs.append(
+            (f"change_probability_{p}", ChangeThresholds(change_probability=p), False, detector)
+        )
+    runs.append(("default_reversed_visits", ChangeThresholds(), True, detector))
+    for name, thresholds, reverse, reader in runs:
         rows = []
         for patient in ("patient01", "patient12"):
             score, _ = evaluate_patient(
@@ -51,12 +59,17 @@ def main() -> None:
                 thresholds,
                 MIN_REFERENCE_VOXELS,
                 reverse=reverse,
+                detector=reader,
             )
             rows.append(score.model_dump())
             print(name, json.dumps(score.model_dump()))
         results[name] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"min_reference_voxels": MIN_REFERENCE_VOXELS, "variants": results}
+    payload = {
+        "min_reference_voxels": MIN_REFERENCE_VOXELS,
+        "change_detector": detector.name if detector else None,
+        "variants": results,
+    }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
 
 

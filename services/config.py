@@ -21,6 +21,7 @@ from mslesion.services.followup.model import ChangeThresholds, FollowUpMode
 # to services/, and the package's own view of its files is what a wheel has too).
 PACKAGE_ROOT = Path(__file__).absolute().parent.parent
 SHIPPED_MODELS_DIR = PACKAGE_ROOT / "models" / "shipped"
+SHIPPED_CHANGE_DETECTOR = PACKAGE_ROOT / "models" / "change"
 MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 # A source checkout: the folder that holds pyproject.toml (for the default shared-data path).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +215,19 @@ class Settings(BaseSettings):
         description="The rules that make a lesion new, enlarging or shrinking (JSON object of "
         "ChangeThresholds fields; unset fields keep their defaults).",
     )
+    followup_change_detector: Path | None = Field(
+        default=SHIPPED_CHANGE_DETECTOR,
+        description="Model folder of the change detector, which reads new and enlarging lesion "
+        "tissue from both FLAIRs side by side (default: the shipped one); 'none' reads change "
+        "from the two visits' lesion volumes only.",
+    )
+
+    @field_validator("followup_change_detector", mode="before")
+    @classmethod
+    def _none_turns_detection_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"", "none", "off"}:
+            return None
+        return value
 
     @field_validator("uid_root")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,12 +168,31 @@ def train_cascade(subjects: list[Subject], config: CascadeTrainConfig) -> Cascad
     rng = np.random.default_rng(config.train.seed)
     all_subjects = subjects + _synthetic_copies(subjects, config, rng)
     sets = prepare_sets(all_subjects, config)
-    cap = config.max_lesion_voxels
+    output = train_on_sets(sets, config, rng, lambda role: _initial_net(config, role))
+    output.info = {
+        "subjects": [s.name for s in subjects],
+        "synthetic_subjects": len(all_subjects) - len(subjects),
+        **output.info,
+        "fine_tuned_from": str(config.init) if config.init else None,
+    }
+    return output
 
+
+def train_on_sets(
+    sets: list[TrainingSet],
+    config: CascadeTrainConfig,
+    rng: np.random.Generator,
+    initial_net: Callable[[NetRole], CascadeNet],
+) -> CascadeTrainOutput:
+    """The seed's two stages on prepared sets: net 1 on balanced samples, net 2 on its mistakes.
+
+    Shared by the lesion cascade and the follow-up change detector (same nets, other inputs).
+    """
+    cap = config.max_lesion_voxels
     s1 = [net1_samples(ts.mask, ts.candidates, rng, cap) for ts in sets]
     x1, y1 = _gather(sets, s1)
     log.info("net 1: %d patches (%d lesion)", len(y1), int(y1.sum()))
-    r1 = train_net(_initial_net(config, NetRole.NET1_DENSE), x1, y1, config.train, "net1")
+    r1 = train_net(initial_net(NetRole.NET1_DENSE), x1, y1, config.train, "net1")
     del x1
 
     session = dense_session(r1.net)
@@ -184,11 +204,9 @@ def train_cascade(subjects: list[Subject], config: CascadeTrainConfig) -> Cascad
         s2.append(net2_samples(ts.mask, ts.candidates, prob1, config.net1_threshold, rng, cap))
     x2, y2 = _gather(sets, s2)
     log.info("net 2: %d patches (%d lesion)", len(y2), int(y2.sum()))
-    r2 = train_net(_initial_net(config, NetRole.NET2_DENSE), x2, y2, config.train, "net2")
+    r2 = train_net(initial_net(NetRole.NET2_DENSE), x2, y2, config.train, "net2")
 
     info: dict[str, object] = {
-        "subjects": [s.name for s in subjects],
-        "synthetic_subjects": len(all_subjects) - len(subjects),
         "net1_patches": len(y1),
         "net2_patches": len(y2),
         "net1_false_positives": false_positives,
@@ -196,6 +214,5 @@ def train_cascade(subjects: list[Subject], config: CascadeTrainConfig) -> Cascad
         "net2_best_epoch": r2.best_epoch,
         "net1_val_accuracy": round(r1.best_val_accuracy, 4),
         "net2_val_accuracy": round(r2.best_val_accuracy, 4),
-        "fine_tuned_from": str(config.init) if config.init else None,
     }
     return CascadeTrainOutput(r1.net, r2.net, {"net1": r1, "net2": r2}, info)

@@ -34,6 +34,7 @@ from mslesion.devtools.dicom_writer import StudyInfo, write_study
 from mslesion.services.config import Settings
 from mslesion.services.followup.analysis import CATEGORY_VALUE, FollowUpAnalysis
 from mslesion.services.followup.artefacts import read_analysis
+from mslesion.services.followup.change_detector import ChangeDetector
 from mslesion.services.followup.model import ChangeCategory, ChangeThresholds
 from mslesion.services.followup.service import analyse_pair
 from mslesion.services.imaging.bias import n4_correct
@@ -285,11 +286,13 @@ def evaluate_patient(
     min_reference_voxels: int,
     *,
     reverse: bool = False,
+    detector: ChangeDetector | None = None,
 ) -> tuple[PairScore, FollowUpAnalysis]:
     """Segment both visits (or reuse), compare them, score against the reference.
 
     ``reverse`` compares visit 1 against visit 2 as if it were the later one: the reference
-    marks change, and on patient12 its voxels are brighter at visit 1.
+    marks change, and on patient12 its voxels are brighter at visit 1. ``detector``: the
+    change detector to read both FLAIRs with (None: the volume rules only).
     """
     import time
 
@@ -300,8 +303,9 @@ def evaluate_patient(
         first, second, prior_dir, current_dir = second, first, current_dir, prior_dir
     t0 = time.perf_counter()
     analysis = analyse_pair(
-        read_analysis(prior_dir), read_analysis(current_dir), thresholds, None, settings
-    )
+        read_analysis(prior_dir), read_analysis(current_dir), thresholds, None, settings,
+        detector=detector,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
     reference = sitk.ReadImage(str(patient_dir / "lesion_change_mask_common_space.nii.gz"))
     brain = sitk.ReadImage(str(patient_dir / "brainmask_common_space.nii.gz"))

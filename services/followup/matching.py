@@ -18,6 +18,12 @@ The rules (thresholds in :class:`~mslesion.services.followup.model.ChangeThresho
   (``small_growth`` below ``small_lesion_ml``, ``large_growth`` above, the literature's
   ~50 % / ~25 %) and by more than ``min_change_ml``;
 * **stable**: otherwise; **disappeared**: a prior lesion with no current lesion near it.
+
+When the change detector ran (:mod:`~mslesion.services.followup.change_detector`), its reading
+is evidence too: a current lesion holding at least ``change_min_ml`` of tissue the detector
+reads as new or enlarging (probability ≥ ``change_probability``) is **new** when no prior
+lesion is near it and **enlarging** otherwise, whatever the volume rules said. Only lesions of
+the current segmentation are judged: the detector never adds a lesion.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from scipy import ndimage
 
 from mslesion.services.followup.analysis import CATEGORY_VALUE
 from mslesion.services.followup.model import (
+    ACTIVE_CATEGORIES,
     ChangeCategory,
+    ChangeEvidence,
     ChangeThresholds,
     LesionChange,
     Location,
@@ -60,6 +68,7 @@ class VisitMaps:
     prior_probability: np.ndarray
     intensity_rise: np.ndarray  # current minus prior FLAIR, brain-standardised
     spacing_mm: tuple[float, float, float]  # (frame, row, column) spacing
+    change_probability: np.ndarray | None = None  # the change detector's, when it ran
 
 
 @dataclass
@@ -97,12 +106,36 @@ def match_visits(
             changes += [_disappeared(prior[p]) for p in sorted(prior_ranks)]
         else:
             changes += _matched(cur_ranks, prior_ranks, current, prior, edges, thresholds, counter)
+    changes = [_with_evidence(c, maps, thresholds) for c in changes]
     lut = np.zeros(int(maps.current_labels.max(initial=0)) + 1, dtype=np.uint8)
     for change in changes:
         if change.current_label is not None and change.category in CATEGORY_VALUE:
             lut[change.current_label] = CATEGORY_VALUE[change.category]
     category_map = lut[maps.current_labels]
     return Matching(changes, category_map, counter[0])
+
+
+def _with_evidence(
+    change: LesionChange, maps: VisitMaps, thresholds: ChangeThresholds
+) -> LesionChange:
+    """The lesion with the change detector's reading and what makes it active, if anything."""
+    evidence = [ChangeEvidence.VOLUMES] if change.category in ACTIVE_CATEGORIES else []
+    if maps.change_probability is None or change.current_label is None:
+        return change.model_copy(update={"evidence": evidence})
+    voxel_ml = float(np.prod(maps.spacing_mm)) / 1000.0
+    region = maps.current_labels == change.current_label
+    changed = region & (maps.change_probability >= thresholds.change_probability)
+    change_ml = round(float(changed.sum()) * voxel_ml, 4)
+    update: dict[str, object] = {"change_ml": change_ml}
+    if changed.any() and change_ml >= thresholds.change_min_ml:
+        evidence.append(ChangeEvidence.CHANGE_DETECTOR)
+        if change.category not in ACTIVE_CATEGORIES:
+            new = not change.prior_labels
+            update["category"] = ChangeCategory.NEW if new else ChangeCategory.ENLARGING
+            if new:
+                update["prior_volume_ml"] = 0.0
+    update["evidence"] = evidence
+    return change.model_copy(update=update)
 
 
 def _overlaps(maps: VisitMaps) -> dict[tuple[int, int], int]:

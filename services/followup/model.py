@@ -31,6 +31,13 @@ ACTIVE_CATEGORIES = (ChangeCategory.NEW, ChangeCategory.ENLARGING)
 """Categories that count as MRI activity (NEDA-3's MRI part)."""
 
 
+class ChangeEvidence(StrEnum):
+    """Why a lesion counts as new or enlarging."""
+
+    VOLUMES = "volumes"  # the two visits' own segmentations, by the volume rules
+    CHANGE_DETECTOR = "change_detector"  # the detector reading both FLAIRs side by side
+
+
 class Location(StrEnum):
     """McDonald 2017 lesion locations, from template regions (approximate, see regions.py)."""
 
@@ -98,6 +105,14 @@ class LesionChange(BaseModel):
     split_from: str | None = Field(
         default=None, description="tracking UID of the prior lesion this one split off"
     )
+    change_ml: float | None = Field(
+        default=None,
+        description="tissue of this lesion the change detector reads as new or enlarging "
+        "(None: no detector ran)",
+    )
+    evidence: list[ChangeEvidence] = Field(
+        default_factory=list, description="what made the lesion new or enlarging"
+    )
 
 
 class ChangeThresholds(BaseModel):
@@ -112,6 +127,11 @@ class ChangeThresholds(BaseModel):
     new_max_prior_probability: float = 0.3  # a new lesion's region was clearly normal before
     new_min_intensity_rise: float = 0.5  # mean FLAIR rise (brain-standardised) of a new lesion
     min_new_ml: float = 0.01
+    # The change detector (both FLAIRs read side by side): a lesion holding at least
+    # ``change_min_ml`` of tissue it reads as new or enlarging at ``change_probability`` is
+    # active even when the volume rules above call it stable.
+    change_probability: float = Field(default=0.9, gt=0.0, le=1.0)
+    change_min_ml: float = Field(default=0.02, ge=0.0)
 
 
 class FollowUpReport(BaseModel):
@@ -130,6 +150,9 @@ class FollowUpReport(BaseModel):
     model_version: str
     prior_model: str = Field(
         default="", description="name and version of the model that analysed the prior"
+    )
+    change_detector: str = Field(
+        default="", description="name and version of the change detector ('' when none ran)"
     )
     notes: list[str] = Field(
         default_factory=list,

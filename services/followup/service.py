@@ -23,6 +23,7 @@ from mslesion.services.config import Settings
 from mslesion.services.errors import InputError
 from mslesion.services.followup.analysis import FollowUpAnalysis
 from mslesion.services.followup.artefacts import AnalysedStudy, read_analysis
+from mslesion.services.followup.change_detector import ChangeDetector, load_change_detector
 from mslesion.services.followup.matching import VisitLesion, VisitMaps, match_visits
 from mslesion.services.followup.model import (
     ACTIVE_CATEGORIES,
@@ -87,6 +88,7 @@ def compare_results(
     (from the database); without them the prior report's tracking UIDs and ``L<rank>`` are used.
     ``history`` is the patient's lesion-load timeline for the secondary capture; ``notes``
     are caveats the caller adds to the report (e.g. that a visit was re-analysed).
+    The settings' change detector (``followup_change_detector``) reads both FLAIRs too.
 
     Raises:
         RegistrationError: the prior cannot be aligned to the current study (the
@@ -100,6 +102,7 @@ def compare_results(
         identities,
         settings,
         notes,
+        load_change_detector(settings),
     )
     t0 = time.perf_counter()
     files = write_followup_outputs(
@@ -121,8 +124,13 @@ def analyse_pair(
     identities: PriorIdentities | None,
     settings: Settings,
     notes: Sequence[str] = (),
+    detector: ChangeDetector | None = None,
 ) -> FollowUpAnalysis:
-    """Register, resample and match two analysed studies (no files written)."""
+    """Register, resample, read change and match two analysed studies (no files written).
+
+    ``detector``: the change detector that reads both FLAIRs; None reads change from the
+    two segmentations' volumes only.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     alignment = align_prior(current.flair, current.brain, prior.flair, prior.brain)
@@ -144,6 +152,14 @@ def analyse_pair(
     sx, sy, sz = (float(v) for v in current.flair.GetSpacing())
     maps = VisitMaps(current.labels, prior_labels, prior_probability, rise, (sz, sy, sx))
     timings["resample"] = round(time.perf_counter() - t0, 3)
+    if detector is not None:
+        t0 = time.perf_counter()
+        read = detector.read(
+            current.flair, current.brain, prior.flair, prior.brain, to_current,
+            region=current.labels > 0,  # only the current lesions are judged
+        )  # fmt: skip
+        maps.change_probability = read.probability
+        timings["change_detector"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     prior_lesions, next_number = _prior_lesions(prior, identities, to_current)
     matching = match_visits(
@@ -152,6 +168,7 @@ def analyse_pair(
     timings["match"] = round(time.perf_counter() - t0, 3)
     report = _report(prior, current, alignment.summary, thresholds, matching.lesions, timings)
     report.notes.extend(notes)
+    report.change_detector = detector.name if detector is not None else ""
     flair_on_current = sitk.GetImageFromArray(prior_flair.astype(np.float32))
     flair_on_current.CopyInformation(current.flair)
     return FollowUpAnalysis(

@@ -44,6 +44,7 @@ class Standardisation(StrEnum):
 
     ZSCORE = "zscore"
     WM_PEAK = "wm-peak"
+    ROBUST = "robust"  # brain median and interquartile range: lesions barely move them
 
 
 class ContextChannel(StrEnum):
@@ -65,6 +66,24 @@ def zscore(image: np.ndarray, brain: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"{name} is constant inside the brain: cannot normalise")
     out = np.zeros(image.shape, dtype=np.float32)
     out[brain] = ((values - values.mean()) / std).astype(np.float32)
+    return out
+
+
+def robust_scale(image: np.ndarray, brain: np.ndarray, name: str) -> np.ndarray:
+    """``(image − brain median) / (IQR / 1.349)`` over ``brain``; background exactly 0.
+
+    Used where two images of one head are compared (the change detector): a lesion load that
+    differs between them barely moves the median and the quartiles, a mean and SD more.
+    """
+    values = image[brain].astype(np.float64)
+    if values.size == 0:
+        raise InputError(f"{name} has no brain voxels: cannot normalise")
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    spread = float(q75 - q25) / 1.349
+    if not spread > 0:
+        raise InputError(f"{name} is constant inside the brain: cannot normalise")
+    out = np.zeros(image.shape, dtype=np.float32)
+    out[brain] = ((values - median) / spread).astype(np.float32)
     return out
 
 
@@ -184,6 +203,8 @@ def prepare_stack(
     if standardisation is Standardisation.WM_PEAK:
         prior = _check_prior(wm_prior, brain.shape, "wm-peak standardisation")
         channels = [wm_peak_scale(lowered[m], brain, prior, m) for m in order]
+    elif standardisation is Standardisation.ROBUST:
+        channels = [robust_scale(lowered[m], brain, m) for m in order]
     else:
         channels = [zscore(lowered[m], brain, m) for m in order]
     for extra in context:

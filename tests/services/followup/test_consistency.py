@@ -33,6 +33,7 @@ from mslesion.devtools.paste import paste_lesions
 from mslesion.services.config import Settings
 from mslesion.services.followup.analysis import CATEGORY_VALUE, FollowUpAnalysis
 from mslesion.services.followup.artefacts import AnalysedStudy, read_analysis
+from mslesion.services.followup.change_detector import load_change_detector
 from mslesion.services.followup.model import ChangeCategory, Location
 from mslesion.services.followup.service import analyse_pair
 from mslesion.services.imaging.regions import REGION_VALUE, template_regions
@@ -55,6 +56,7 @@ class Analyses:
         self.root = root
         self.settings = Settings()
         self.models = ModelSet.from_settings(self.settings)
+        self.detector = load_change_detector(self.settings)  # the shipped one, as served
         self._done: dict[str, AnalysedStudy] = {}
 
     def of(self, name: str, study: Path) -> AnalysedStudy:
@@ -64,7 +66,8 @@ class Analyses:
         return self._done[name]
 
     def compare(self, prior: AnalysedStudy, current: AnalysedStudy) -> FollowUpAnalysis:
-        return analyse_pair(prior, current, self.settings.followup_thresholds, None, self.settings)
+        thresholds = self.settings.followup_thresholds
+        return analyse_pair(prior, current, thresholds, None, self.settings, detector=self.detector)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,12 @@ from mslesion.services.followup.matching import (
     categorise,
     match_visits,
 )
-from mslesion.services.followup.model import ChangeCategory, ChangeThresholds, Location
+from mslesion.services.followup.model import (
+    ChangeCategory,
+    ChangeThresholds,
+    LesionChange,
+    Location,
+)
 
 SHAPE = (20, 40, 40)
 VOXEL_ML = 0.001  # 1 mm isotropic
@@ -75,9 +80,7 @@ def test_identical_visits_are_all_stable_and_keep_the_prior_identities() -> None
     labels = np.zeros(SHAPE, dtype=np.int32)
     _box(labels, 1, 2, 2, 2, 6)
     _box(labels, 2, 10, 20, 20, 4)
-    result = match_visits(
-        _maps(labels, labels), _lesions(labels, "c"), _lesions(labels, "p"), T, 3
-    )
+    result = match_visits(_maps(labels, labels), _lesions(labels, "c"), _lesions(labels, "p"), T, 3)
     assert {c.category for c in result.lesions} == {ChangeCategory.STABLE}
     assert {c.tracking_uid for c in result.lesions} == {"1.2.3.p.1", "1.2.3.p.2"}
     assert {c.tracking_id for c in result.lesions} == {"L1", "L2"}
@@ -177,3 +180,57 @@ def test_a_split_keeps_the_identity_on_the_larger_part() -> None:
 )
 def test_change_thresholds(now: float, before: float, expected: ChangeCategory) -> None:
     assert categorise(now, before, T) is expected
+
+
+def _with_change(current: np.ndarray, prior: np.ndarray, change: np.ndarray) -> list[LesionChange]:
+    maps = _maps(current, prior)
+    maps.change_probability = change
+    result = match_visits(
+        maps, _lesions(current, "c"), _lesions(prior, "p"), T, next_number=int(prior.max()) + 1
+    )
+    return sorted(result.lesions, key=lambda c: c.current_label or 0)
+
+
+def test_the_change_detector_makes_a_stable_lesion_enlarging_by_its_grown_rim() -> None:
+    prior = np.zeros(SHAPE, dtype=np.int32)
+    _box(prior, 1, 2, 2, 2, 6)  # 216 voxels
+    current = prior.copy()
+    current[2:8, 2:8, 8] = 1  # a 36-voxel rim: +17 %, under the 25 % rule
+    change = np.zeros(SHAPE, dtype=np.float32)
+    change[2:8, 2:8, 8] = 0.95
+    (lesion,) = _with_change(current, prior, change)
+    assert lesion.category is ChangeCategory.ENLARGING
+    assert lesion.change_ml == pytest.approx(0.036)
+    assert [e.value for e in lesion.evidence] == ["change_detector"]
+    assert lesion.tracking_uid == "1.2.3.p.1"  # the identity is kept
+
+
+def test_a_weak_or_small_detector_reading_leaves_the_volume_rules_in_charge() -> None:
+    prior = np.zeros(SHAPE, dtype=np.int32)
+    _box(prior, 1, 2, 2, 2, 6)
+    current = prior.copy()
+    change = np.zeros(SHAPE, dtype=np.float32)
+    change[2:8, 2:8, 7] = T.change_probability - 0.05  # below the probability threshold
+    change[2, 2, 2:4] = 0.99  # 2 voxels: 0.002 ml, below change_min_ml
+    (lesion,) = _with_change(current, prior, change)
+    assert lesion.category is ChangeCategory.STABLE
+    assert lesion.evidence == [] and lesion.change_ml == pytest.approx(0.002)
+
+
+def test_the_detector_makes_a_lesion_the_prior_hinted_at_new_but_adds_no_lesion() -> None:
+    prior = np.zeros(SHAPE, dtype=np.int32)
+    current = np.zeros(SHAPE, dtype=np.int32)
+    _box(current, 1, 10, 20, 20, 4)
+    hint = np.zeros(SHAPE, dtype=np.float32)
+    hint[10:14, 20:24, 20:24] = 0.4  # the prior segmentation nearly called it: not new by rule
+    maps = _maps(current, prior, prior_probability=hint)
+    plain = match_visits(maps, _lesions(current, "c"), {}, T, next_number=1)
+    assert [c.category for c in plain.lesions] == [ChangeCategory.STABLE]
+    maps.change_probability = np.zeros(SHAPE, dtype=np.float32)
+    maps.change_probability[10:14, 20:24, 20:24] = 0.97
+    maps.change_probability[0:3, 30:33, 30:33] = 0.99  # change outside any current lesion
+    read = match_visits(maps, _lesions(current, "c"), {}, T, next_number=1)
+    (lesion,) = read.lesions
+    assert lesion.category is ChangeCategory.NEW and lesion.prior_volume_ml == 0.0
+    assert read.category_map[10, 20, 20] == CATEGORY_VALUE[ChangeCategory.NEW]
+    assert read.category_map[1, 31, 31] == 0
