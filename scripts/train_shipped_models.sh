@@ -26,3 +26,9 @@ mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1 \
     --out "$OUT/flair_t1" --name ms-cascade-flair-t1 "${OPTS[@]}" --smoothing 0.5 --version 2.1.0
 mslesion train $P/cross_sectional $P/insights-ms --modalities flair,t1,t2 \
     --out "$OUT/flair_t1_t2" --name ms-cascade-flair-t1-t2 "${OPTS[@]}"
+# The follow-up change detector (models/change): the same nets on synthetic visit pairs of every
+# annotated scan (real lesion shapes pasted in, existing lesions grown; see
+# models/change/MODEL_CARD.md).
+mslesion train-change $P/cross_sectional $P/insights-ms $P/insights-ms-flair-only \
+    --out "${CHANGE_OUT:-models/change}" --lesion-bank runs/lesion_bank.npz --pairs-per-subject 4 \
+    --seed 42 --version 0.1.0 --quiet

@@ -39,6 +39,11 @@ def test_a_follow_up_without_t1_is_compared_with_the_model_both_visits_support(
     assert report["notes"] == []  # one model for both visits: nothing to caveat
     assert report["prior_model"].startswith("ms-cascade-flair ")
     assert report["registration"]["status"] == "registered"
+    assert report["change_detector"].startswith("ms-change-flair ")  # the shipped detector read
+    assert "change_detector" in report["timings_s"]
+    assert all(
+        lesion["change_ml"] is not None for lesion in report["lesions"] if lesion["current_label"]
+    )
     prior_uids = {
         lesion["tracking_uid"]
         for lesion in json.loads((tmp_path / "out" / "prior" / "report.json").read_text())[
