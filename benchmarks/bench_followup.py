@@ -4,9 +4,10 @@
 
 For each longitudinal patient both visits are wrapped as DICOM studies and analysed
 (``segment_study``: the baseline, timed per study), then the later visit is compared with the
-earlier one (``compare_results``: registration, resampling, matching and the SEG, SR,
-secondary capture, JSON and PNG), ``--repeat`` times. Medians are printed side by side with
-their ratio; the model is loaded once, as a worker does.
+earlier one (``compare_results``: registration, resampling, the change detector, matching and
+the SEG, SR, secondary capture, JSON and PNG), ``--repeat`` times, alternating with the same
+comparison without the change detector (``MSLESION_FOLLOWUP_CHANGE_DETECTOR=none``). Medians
+are printed side by side with their ratios; the model is loaded once, as a worker does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     models = ModelSet.from_settings(settings.model_copy(update={"provider": Provider.CPU}))
     single: list[float] = []
     followup: list[float] = []
+    volumes_only: list[float] = []
+    plain = settings.model_copy(update={"followup_change_detector": None})
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, CPU provider")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -56,23 +59,29 @@ def main() -> None:
                 single.append(time.perf_counter() - t0)
                 print(f"{patient.name} {visit}: single-study {single[-1]:.1f} s")
             for attempt in range(args.repeat):
-                out = root / f"followup_{patient.name}_{attempt}"
-                t0 = time.perf_counter()
-                compare_results(
-                    root / f"out_{patient.name}_study1",
-                    root / f"out_{patient.name}_study2",
-                    out,
-                    settings,
-                    current_sources=flair_sources(studies["study2"], results["study2"].report),
-                    prior_sources=flair_sources(studies["study1"], results["study1"].report),
-                )
-                followup.append(time.perf_counter() - t0)
-                print(f"{patient.name} follow-up #{attempt + 1}: {followup[-1]:.1f} s")
-                shutil.rmtree(out)
+                for label, config, times in (
+                    ("follow-up", settings, followup),
+                    ("without detector", plain, volumes_only),
+                ):
+                    out = root / f"followup_{patient.name}_{attempt}"
+                    t0 = time.perf_counter()
+                    compare_results(
+                        root / f"out_{patient.name}_study1",
+                        root / f"out_{patient.name}_study2",
+                        out,
+                        config,
+                        current_sources=flair_sources(studies["study2"], results["study2"].report),
+                        prior_sources=flair_sources(studies["study1"], results["study1"].report),
+                    )
+                    times.append(time.perf_counter() - t0)
+                    print(f"{patient.name} {label} #{attempt + 1}: {times[-1]:.1f} s")
+                    shutil.rmtree(out)
     s, f = statistics.median(single), statistics.median(followup)
+    v = statistics.median(volumes_only)
     print(
         f"median single-study {s:.1f} s (n={len(single)}), follow-up {f:.1f} s "
-        f"(n={len(followup)}), ratio follow-up/single {f / s:.2f}"
+        f"(n={len(followup)}), without the change detector {v:.1f} s; ratios follow-up/single "
+        f"{f / s:.2f}, with/without detector {f / v:.2f}"
     )
 
 
