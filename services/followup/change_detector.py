@@ -14,6 +14,7 @@ standardised. The probability comes back on the current FLAIR's own grid.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -177,15 +178,32 @@ def _from_training_order(array: np.ndarray) -> np.ndarray:
 def load_change_detector(settings: Settings) -> ChangeDetector | None:
     """The configured change detector, or None when follow-up reading is set to go without.
 
+    Loaded once per process and folder (its ONNX sessions are reused, as a worker's models).
+
     Raises:
         ModelError: the configured folder is missing or not a verified change detector.
     """
-    folder = settings.followup_change_detector
+    folder = check_change_detector(settings)
     if folder is None:
         return None
-    if not (folder / "manifest.json").is_file():
+    return _loaded(folder.resolve(), settings.provider, settings.intra_op_threads)
+
+
+def check_change_detector(settings: Settings) -> Path | None:
+    """The configured detector's folder (None: turned off), checked without loading it.
+
+    Raises:
+        ModelError: the folder holds no model manifest.
+    """
+    folder = settings.followup_change_detector
+    if folder is not None and not (folder / "manifest.json").is_file():
         raise ModelError(
             f"no change detector in {folder} (MSLESION_FOLLOWUP_CHANGE_DETECTOR: a model folder, "
             "or 'none' to read change from lesion volumes only)"
         )
-    return ChangeDetector(folder, settings.provider, settings.intra_op_threads)
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(folder: Path, provider: Provider, threads: int) -> ChangeDetector:
+    return ChangeDetector(folder, provider, threads)
