@@ -237,6 +237,7 @@ def compare(
     report = outcome.analysis.report
     counts = ", ".join(f"{n} {c.value}" for c, n in report.counts.items())
     typer.echo(f"follow-up: {counts}; MRI activity: {'yes' if report.activity else 'no'}")
+    typer.echo(f"  change detector: {report.change_detector or 'off (lesion volumes only)'}")
     typer.echo(f"  -> {out / 'followup'}")
 
 

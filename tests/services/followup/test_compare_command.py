@@ -33,6 +33,7 @@ def test_a_follow_up_without_t1_is_compared_with_the_model_both_visits_support(
     assert res.returncode == 0, res.stderr
     assert "both studies analysed by ms-cascade-flair " in res.stdout
     assert "MRI activity: yes" in res.stdout  # patient01 has new lesions at visit 2
+    assert "change detector: ms-change-flair " in res.stdout
 
     folder = tmp_path / "out" / "followup"
     report = json.loads((folder / "followup.json").read_text())
