@@ -24,6 +24,7 @@ from mslesion.services.segmentation.inputs import Standardisation
 from mslesion.services.store.enums import Role
 
 if TYPE_CHECKING:
+    from mslesion.models.training.trainer import TrainConfig
     from mslesion.services.segmentation.cascade import CascadeModel
     from mslesion.services.segmentation.catalogue import ModelSet
     from mslesion.services.store.database import Database
@@ -321,14 +322,9 @@ def train(
     quiet: bool = False,
 ) -> None:
     """Train (or fine-tune) the two-net cascade and export it to ONNX with a manifest."""
-    try:
-        from mslesion.models.training.cascade_train import CascadeTrainConfig
-        from mslesion.models.training.run import run_training
-        from mslesion.models.training.trainer import TrainConfig
-    except ImportError as exc:
-        raise MSLesionError(
-            f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
-        ) from exc
+    _require_train_extra()
+    from mslesion.models.training.cascade_train import CascadeTrainConfig
+    from mslesion.models.training.run import run_training
     from mslesion.services.segmentation.inputs import ContextChannel
     from mslesion.services.segmentation.manifest import Thresholds
 
@@ -338,13 +334,7 @@ def train(
         smoothing = 0.0 if init is None else _init_smoothing(init)
     config = CascadeTrainConfig(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
-        train=TrainConfig(
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            seed=seed,
-            progress=not quiet,
-        ),
+        train=_train_config(batch_size, max_epochs, patience, seed, quiet=quiet),
         max_lesion_voxels=max_lesion_voxels or None,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
@@ -389,23 +379,13 @@ def train_change(
     quiet: bool = False,
 ) -> None:
     """Train the follow-up change detector (new/enlarging lesions) on synthetic visit pairs."""
-    try:
-        from mslesion.models.training.change_train import ChangeTrainConfig, train_change_detector
-        from mslesion.models.training.dataset import load_dataset
-        from mslesion.models.training.trainer import TrainConfig
-    except ImportError as exc:
-        raise MSLesionError(
-            f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
-        ) from exc
+    _require_train_extra()
+    from mslesion.models.training.change_train import ChangeTrainConfig, train_change_detector
+    from mslesion.models.training.dataset import load_dataset
+
     config = ChangeTrainConfig(
         lesion_bank=lesion_bank,
-        train=TrainConfig(
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            seed=seed,
-            progress=not quiet,
-        ),
+        train=_train_config(batch_size, max_epochs, patience, seed, quiet=quiet),
         pairs_per_subject=pairs_per_subject,
         max_change_voxels=max_change_voxels,
     )
@@ -511,6 +491,31 @@ def score_cmd(
         payload = {"model": str(model), "results": [r.model_dump(mode="json") for r in results]}
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
     typer.echo(markdown_table(results))
+
+
+def _require_train_extra() -> None:
+    """:class:`MSLesionError` naming the extra when torch (the [train] extra) is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MSLesionError(
+            f"training needs the [train] extra: pip install 'mslesion[train]' ({exc})"
+        ) from exc
+
+
+def _train_config(
+    batch_size: int, max_epochs: int, patience: int, seed: int, *, quiet: bool
+) -> TrainConfig:
+    """One net's training hyper-parameters as the training commands take them."""
+    from mslesion.models.training.trainer import TrainConfig
+
+    return TrainConfig(
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        progress=not quiet,
+    )
 
 
 def _init_smoothing(model: Path) -> float:

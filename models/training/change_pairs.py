@@ -75,6 +75,7 @@ def _grown_rims(
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     eligible = [i for i in range(1, n + 1) if sizes[i] >= 10]
     out, rims = flair.copy(), np.zeros(flair.shape, dtype=bool)
+    local_mean = ndimage.gaussian_filter(flair, 1.5)
     for i in rng.permutation(eligible)[:k] if eligible else []:
         lesion = labels == i
         width = int(rng.integers(options.rim_voxels[0], options.rim_voxels[1] + 1))
@@ -82,8 +83,7 @@ def _grown_rims(
         if not rim.any():
             continue
         level = float(np.median(flair[lesion])) * float(rng.uniform(0.8, 1.0))
-        local = ndimage.gaussian_filter(flair, 1.5)[rim]
-        out[rim] = flair[rim] * (level / np.maximum(local, 1e-6))
+        out[rim] = flair[rim] * (level / np.maximum(local_mean[rim], 1e-6))
         rims |= rim
     return out, rims
 

@@ -12,8 +12,6 @@ net 2 from net 1's mistakes. Pairs come from :mod:`mslesion.models.training.chan
 from __future__ import annotations
 
 import logging
-import platform
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from mslesion.models.training.cascade_train import (
 from mslesion.models.training.change_pairs import PairOptions, synthesise_pair
 from mslesion.models.training.dataset import Subject
 from mslesion.models.training.lesion_bank import LesionBank, white_matter_proxy
+from mslesion.models.training.run import training_record
 from mslesion.models.training.trainer import TrainConfig
 from mslesion.services.segmentation.inputs import Standardisation, candidate_mask, prepare_stack
 from mslesion.services.segmentation.manifest import (
@@ -139,25 +138,22 @@ def train_change_detector(
     sets = training_sets(subjects, config, rng)
     cascade = config.cascade()
     result = train_on_sets(sets, cascade, rng, lambda role: _initial_net(config.train.seed, role))
-    train_cfg = asdict(config.train)
-    train_cfg.pop("progress", None)
-    training: dict[str, object] = {
-        "command": " ".join(["mslesion", *sys.argv[1:]]) if sys.argv else "",
-        "data_dir": data_description,
-        "seed": config.train.seed,
-        "task": "new or enlarging lesion tissue between two visits (synthetic pairs)",
-        "config": {
-            **train_cfg,
+    training = training_record(
+        config.train,
+        data_description,
+        {
             "pairs_per_subject": config.pairs_per_subject,
             "candidate_flair_z": config.candidate_z,
             "net1_threshold": config.net1_threshold,
             "max_change_voxels": config.max_change_voxels,
             "pair_options": asdict(config.pair_options),
         },
-        "subjects": [s.name for s in subjects],
-        "python": platform.python_version(),
-        **result.info,
-    }
+        {
+            "task": "new or enlarging lesion tissue between two visits (synthetic pairs)",
+            "subjects": [s.name for s in subjects],
+            **result.info,
+        },
+    )
     return export_model_folder(
         result.net1,
         result.net2,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 from mslesion.models.package import export_model_folder
 from mslesion.models.training.cascade_train import CascadeTrainConfig, train_cascade
 from mslesion.models.training.dataset import Subject, load_dataset
+from mslesion.models.training.trainer import TrainConfig
 from mslesion.services.segmentation.inputs import Standardisation
 from mslesion.services.segmentation.manifest import Manifest, Normalisation, Thresholds
 
@@ -50,14 +52,10 @@ def train_and_export(
     """Train the cascade on loaded subjects and export the model folder to ``out``."""
     log.info("training on %d subjects: %s", len(data), ", ".join(s.name for s in data))
     result = train_cascade(data, config)
-    train_cfg = asdict(config.train)
-    train_cfg.pop("progress", None)
-    training: dict[str, object] = {
-        "command": " ".join(["mslesion", *sys.argv[1:]]) if sys.argv else "",
-        "data_dir": data_description,
-        "seed": config.train.seed,
-        "config": {
-            **train_cfg,
+    training = training_record(
+        config.train,
+        data_description,
+        {
             "candidate_flair_z": config.candidate_flair_z,
             "net1_threshold": config.net1_threshold,
             "max_lesion_voxels": config.max_lesion_voxels,
@@ -67,9 +65,8 @@ def train_and_export(
             "regrid": config.regrid,
             "contrast_gamma": config.contrast_gamma,
         },
-        "python": platform.python_version(),
-        **result.info,
-    }
+        result.info,
+    )
     return export_model_folder(
         result.net1,
         result.net2,
@@ -89,6 +86,25 @@ def train_and_export(
         ),
         context=list(config.context),
     )
+
+
+def training_record(
+    train: TrainConfig,
+    data_description: str,
+    options: Mapping[str, object],
+    info: Mapping[str, object],
+) -> dict[str, object]:
+    """A manifest's ``training`` entry: command, data, seed, every option that shaped the nets."""
+    train_cfg = asdict(train)
+    train_cfg.pop("progress", None)
+    return {
+        "command": " ".join(["mslesion", *sys.argv[1:]]) if sys.argv else "",
+        "data_dir": data_description,
+        "seed": train.seed,
+        "config": {**train_cfg, **options},
+        "python": platform.python_version(),
+        **info,
+    }
 
 
 def _region(config: CascadeTrainConfig) -> str:

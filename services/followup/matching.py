@@ -106,7 +106,8 @@ def match_visits(
             changes += [_disappeared(prior[p]) for p in sorted(prior_ranks)]
         else:
             changes += _matched(cur_ranks, prior_ranks, current, prior, edges, thresholds, counter)
-    changes = [_with_evidence(c, maps, thresholds) for c in changes]
+    changed = _changed_voxels(maps, thresholds)
+    changes = [_with_evidence(c, changed, maps.spacing_mm, thresholds) for c in changes]
     lut = np.zeros(int(maps.current_labels.max(initial=0)) + 1, dtype=np.uint8)
     for change in changes:
         if change.current_label is not None and change.category in CATEGORY_VALUE:
@@ -115,19 +116,29 @@ def match_visits(
     return Matching(changes, category_map, counter[0])
 
 
+def _changed_voxels(maps: VisitMaps, thresholds: ChangeThresholds) -> np.ndarray | None:
+    """Per current label, its voxels the change detector read as changed (None: no detector)."""
+    if maps.change_probability is None:
+        return None
+    changed = maps.change_probability >= thresholds.change_probability
+    size = int(maps.current_labels.max(initial=0)) + 1
+    return np.bincount(maps.current_labels[changed].ravel(), minlength=size)
+
+
 def _with_evidence(
-    change: LesionChange, maps: VisitMaps, thresholds: ChangeThresholds
+    change: LesionChange,
+    changed: np.ndarray | None,
+    spacing_mm: tuple[float, float, float],
+    thresholds: ChangeThresholds,
 ) -> LesionChange:
     """The lesion with the change detector's reading and what makes it active, if anything."""
     evidence = [ChangeEvidence.VOLUMES] if change.category in ACTIVE_CATEGORIES else []
-    if maps.change_probability is None or change.current_label is None:
+    if changed is None or change.current_label is None:
         return change.model_copy(update={"evidence": evidence})
-    voxel_ml = float(np.prod(maps.spacing_mm)) / 1000.0
-    region = maps.current_labels == change.current_label
-    changed = region & (maps.change_probability >= thresholds.change_probability)
-    change_ml = round(float(changed.sum()) * voxel_ml, 4)
+    voxels = int(changed[change.current_label])
+    change_ml = round(voxels * float(np.prod(spacing_mm)) / 1000.0, 4)
     update: dict[str, object] = {"change_ml": change_ml}
-    if changed.any() and change_ml >= thresholds.change_min_ml:
+    if voxels and change_ml >= thresholds.change_min_ml:
         evidence.append(ChangeEvidence.CHANGE_DETECTOR)
         if change.category not in ACTIVE_CATEGORIES:
             new = not change.prior_labels
