@@ -279,6 +279,13 @@ def train(
     patience: int = 5,
     batch_size: int = 128,
     max_lesion_voxels: Annotated[int, typer.Option(help="per subject and net (0: all)")] = 10_000,
+    lesion_balance: Annotated[
+        float,
+        typer.Option(
+            help="α: when a volume has more lesion voxels than the cap, draw them with weight "
+            "lesion size**-α (0: uniform, the seed's draw)"
+        ),
+    ] = 0.0,
     synthetic_copies: Annotated[
         int, typer.Option(help="copies per subject with real lesion shapes pasted in")
     ] = 0,
@@ -336,6 +343,7 @@ def train(
         modalities=[m.strip().lower() for m in modalities.split(",") if m.strip()],
         train=_train_config(batch_size, max_epochs, patience, seed, quiet=quiet),
         max_lesion_voxels=max_lesion_voxels or None,
+        lesion_balance=lesion_balance,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
         lesion_bank=lesion_bank,

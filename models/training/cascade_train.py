@@ -34,6 +34,7 @@ class CascadeTrainConfig:
     candidate_flair_z: float = 0.5
     net1_threshold: float = 0.5
     max_lesion_voxels: int | None = 10_000  # per subject and net, bounds CPU time
+    lesion_balance: float = 0.0  # α: lesion voxels drawn with weight size**-α (0: uniform)
     synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
     lesions_per_copy: int = 25
     lesion_bank: Path | None = None
@@ -189,7 +190,8 @@ def train_on_sets(
     Shared by the lesion cascade and the follow-up change detector (same nets, other inputs).
     """
     cap = config.max_lesion_voxels
-    s1 = [net1_samples(ts.mask, ts.candidates, rng, cap) for ts in sets]
+    balance = config.lesion_balance
+    s1 = [net1_samples(ts.mask, ts.candidates, rng, cap, balance) for ts in sets]
     x1, y1 = _gather(sets, s1)
     log.info("net 1: %d patches (%d lesion)", len(y1), int(y1.sum()))
     r1 = train_net(initial_net(NetRole.NET1_DENSE), x1, y1, config.train, "net1")
@@ -201,7 +203,9 @@ def train_on_sets(
     for ts in sets:
         prob1 = dense_predict(session, ts.stack, ts.candidates, config.tile)
         false_positives[ts.name] = int(((prob1 > config.net1_threshold) & ~ts.mask).sum())
-        s2.append(net2_samples(ts.mask, ts.candidates, prob1, config.net1_threshold, rng, cap))
+        s2.append(
+            net2_samples(ts.mask, ts.candidates, prob1, config.net1_threshold, rng, cap, balance)
+        )
     x2, y2 = _gather(sets, s2)
     log.info("net 2: %d patches (%d lesion)", len(y2), int(y2.sum()))
     r2 = train_net(initial_net(NetRole.NET2_DENSE), x2, y2, config.train, "net2")

@@ -59,6 +59,7 @@ def train_and_export(
             "candidate_flair_z": config.candidate_flair_z,
             "net1_threshold": config.net1_threshold,
             "max_lesion_voxels": config.max_lesion_voxels,
+            "lesion_balance": config.lesion_balance,
             "synthetic_copies": config.synthetic_copies,
             "lesions_per_copy": config.lesions_per_copy,
             "clinical_simulation": config.clinical_simulation,

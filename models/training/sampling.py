@@ -3,17 +3,43 @@
 Net 1: every lesion voxel plus as many random non-lesion candidate voxels.
 Net 2: every lesion voxel plus as many of net 1's false positives (hard negatives), topped up
 with random candidates when net 1 makes fewer mistakes than there are lesion voxels.
+
+When a volume holds more lesion voxels than the cap, the seed draws them uniformly: a
+confluent 20 ml lesion then fills the sample and a 15-voxel lesion gets one draw or none.
+``lesion_balance`` α weights each lesion voxel by its lesion's size to the power −α (0: the
+seed's uniform draw; 1: every lesion the same share), so that the nets see small lesions,
+which lesion-wise detection counts as much as large ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+
+_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # lesions are 26-connected
+
+
+def lesion_weights(mask: np.ndarray, balance: float) -> np.ndarray:
+    """Per lesion voxel (``np.argwhere(mask)`` order): its lesion's size to the power −balance."""
+    labels, _ = ndimage.label(mask, structure=_CONNECTIVITY)
+    sizes = np.bincount(labels.ravel())
+    weights = sizes[labels[mask.astype(bool)]].astype(np.float64) ** -balance
+    return weights / weights.sum()
 
 
 def _cap(voxels: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
     if cap is None or len(voxels) <= cap:
         return voxels
     return voxels[rng.choice(len(voxels), cap, replace=False)]
+
+
+def _lesion_voxels(
+    mask: np.ndarray, cap: int | None, rng: np.random.Generator, balance: float
+) -> np.ndarray:
+    pos = np.argwhere(mask)
+    if balance == 0.0 or cap is None or len(pos) <= cap:
+        return _cap(pos, cap, rng)  # the seed's draw, RNG stream unchanged
+    return pos[rng.choice(len(pos), cap, replace=False, p=lesion_weights(mask, balance))]
 
 
 def _pick(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -33,9 +59,10 @@ def net1_samples(
     candidates: np.ndarray,
     rng: np.random.Generator,
     max_lesion_voxels: int | None = None,
+    lesion_balance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Balanced samples for net 1: voxels (N, 3) and labels (N,) (1 = lesion)."""
-    pos = _cap(np.argwhere(mask), max_lesion_voxels, rng)
+    pos = _lesion_voxels(mask, max_lesion_voxels, rng, lesion_balance)
     neg = _pick(np.argwhere(candidates & ~mask), len(pos), rng)
     return _labelled(pos, neg)
 
@@ -47,9 +74,10 @@ def net2_samples(
     net1_threshold: float,
     rng: np.random.Generator,
     max_lesion_voxels: int | None = None,
+    lesion_balance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Samples for net 2: lesion voxels plus net 1's false positives as negatives."""
-    pos = _cap(np.argwhere(mask), max_lesion_voxels, rng)
+    pos = _lesion_voxels(mask, max_lesion_voxels, rng, lesion_balance)
     false_pos = (prob1 > net1_threshold) & ~mask
     hard = np.argwhere(false_pos)
     hard = hard[rng.choice(len(hard), min(len(hard), len(pos)), replace=False)]

@@ -61,6 +61,7 @@ class Recipe:
     candidate: float = 0.1
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
+    lesion_balance: float = 0.0  # α of the size-balanced draw of lesion voxels
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
@@ -71,6 +72,9 @@ RECIPES: dict[str, Recipe] = {
     "full": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4),
     "full+regrid": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, regrid=1.0),
     "full+smooth": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5),
+    "full+smooth+balance": Recipe(
+        Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5, lesion_balance=0.5
+    ),
 }
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
 
@@ -120,6 +124,7 @@ def recipe_config(
         ),
         candidate_flair_z=recipe.candidate,
         max_lesion_voxels=options.max_lesion_voxels,
+        lesion_balance=recipe.lesion_balance,
         synthetic_copies=options.synthetic_copies,
         lesions_per_copy=30,
         lesion_bank=options.lesion_bank,
