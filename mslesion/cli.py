@@ -282,8 +282,8 @@ def train(
     lesion_balance: Annotated[
         float,
         typer.Option(
-            help="α: when a volume has more lesion voxels than the cap, draw them with weight "
-            "lesion size**-α (0: uniform, the seed's draw)"
+            help="share (0-1) of the capped lesion-voxel draw spread evenly over the lesions, "
+            "so small lesions are sampled too (0: uniform over voxels, the seed's draw)"
         ),
     ] = 0.0,
     synthetic_copies: Annotated[

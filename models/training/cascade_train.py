@@ -34,7 +34,7 @@ class CascadeTrainConfig:
     candidate_flair_z: float = 0.5
     net1_threshold: float = 0.5
     max_lesion_voxels: int | None = 10_000  # per subject and net, bounds CPU time
-    lesion_balance: float = 0.0  # α: lesion voxels drawn with weight size**-α (0: uniform)
+    lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
     synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
     lesions_per_copy: int = 25
     lesion_bank: Path | None = None

@@ -6,9 +6,10 @@ with random candidates when net 1 makes fewer mistakes than there are lesion vox
 
 When a volume holds more lesion voxels than the cap, the seed draws them uniformly: a
 confluent 20 ml lesion then fills the sample and a 15-voxel lesion gets one draw or none.
-``lesion_balance`` α weights each lesion voxel by its lesion's size to the power −α (0: the
-seed's uniform draw; 1: every lesion the same share), so that the nets see small lesions,
-which lesion-wise detection counts as much as large ones.
+``lesion_balance`` β spreads that share of the draw evenly over the lesions (each lesion the
+same share, whatever its size) and leaves the rest uniform over voxels (0: the seed's draw;
+1: every lesion the same share), so that the nets see small lesions, which lesion-wise
+detection counts as much as large ones, while large lesions keep a voxel-wise share.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # lesions are 26-connec
 
 
 def lesion_weights(mask: np.ndarray, balance: float) -> np.ndarray:
-    """Per lesion voxel (``np.argwhere(mask)`` order): its lesion's size to the power −balance."""
-    labels, _ = ndimage.label(mask, structure=_CONNECTIVITY)
+    """Draw probability of each lesion voxel (``np.argwhere(mask)`` order).
+
+    ``balance`` of the mass is shared equally by the lesions (26-connected), the rest
+    equally by the voxels.
+    """
+    labels, n = ndimage.label(mask, structure=_CONNECTIVITY)
     sizes = np.bincount(labels.ravel())
-    weights = sizes[labels[mask.astype(bool)]].astype(np.float64) ** -balance
-    return weights / weights.sum()
+    own = sizes[labels[mask.astype(bool)]].astype(np.float64)
+    return (1.0 - balance) / own.size + balance / (n * own)
 
 
 def _cap(voxels: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:

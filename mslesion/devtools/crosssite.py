@@ -61,7 +61,7 @@ class Recipe:
     candidate: float = 0.1
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
-    lesion_balance: float = 0.0  # α of the size-balanced draw of lesion voxels
+    lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
