@@ -290,6 +290,12 @@ def train(
         int, typer.Option(help="copies per subject with real lesion shapes pasted in")
     ] = 0,
     lesions_per_copy: int = 25,
+    lesion_flair_contrast: Annotated[
+        str,
+        typer.Option(
+            help="range of a pasted lesion's FLAIR, × the normal white matter's: 'low,high'"
+        ),
+    ] = "1.35,1.8",
     clinical_simulation: Annotated[
         float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
     ] = 0.0,
@@ -346,6 +352,7 @@ def train(
         lesion_balance=lesion_balance,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
+        lesion_flair_contrast=_contrast_range(lesion_flair_contrast),
         lesion_bank=lesion_bank,
         clinical_simulation=clinical_simulation,
         regrid=regrid,
@@ -524,6 +531,19 @@ def _train_config(
         seed=seed,
         progress=not quiet,
     )
+
+
+def _contrast_range(text: str) -> tuple[float, float]:
+    """'low,high' as two positive floats, low <= high; a :class:`typer.BadParameter` otherwise."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--lesion-flair-contrast {text!r}: expected 'low,high', e.g. 1.35,1.8"
+        ) from None
+    if not 0 < low <= high:
+        raise typer.BadParameter(f"--lesion-flair-contrast {text!r}: need 0 < low <= high")
+    return low, high
 
 
 def _init_smoothing(model: Path) -> float:

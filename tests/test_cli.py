@@ -298,3 +298,14 @@ def test_verbose_is_a_global_option(tmp_path: Path) -> None:
     assert quiet.returncode == 0 and "alembic" not in quiet.stderr, quiet.stderr
     loud = mslesion("-v", "migrate", env=env)
     assert loud.returncode == 0 and "INFO alembic" in loud.stderr, loud.stderr
+
+
+@pytest.mark.parametrize("bad", ["1.8,1.2", "bright", "0,1.5"])
+def test_train_with_a_bad_lesion_contrast_is_a_usage_error(
+    subject: Path, tmp_path: Path, bad: str
+) -> None:
+    res = mslesion("train", subject.parent, "--out", tmp_path / "m", "--lesion-flair-contrast", bad)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "--lesion-flair-contrast" in res.stderr and repr(bad) in res.stderr
+    assert not (tmp_path / "m").exists()

@@ -37,6 +37,8 @@ class CascadeTrainConfig:
     lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
     synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
     lesions_per_copy: int = 25
+    # FLAIR of a pasted lesion's core, × the normal white matter's (lesion_bank.DEFAULT_CONTRAST)
+    lesion_flair_contrast: tuple[float, float] = (1.35, 1.8)
     lesion_bank: Path | None = None
     clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
@@ -81,12 +83,13 @@ def _synthetic_copies(
     from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
+    contrast = {**DEFAULT_CONTRAST, "flair": config.lesion_flair_contrast}
     copies = []
     for s in subjects:
         brain = s.images[config.modalities[0]] != 0
         for k in range(config.synthetic_copies):
             images, mask = paste_lesions(
-                s.images, brain, s.mask, bank, rng, config.lesions_per_copy, DEFAULT_CONTRAST
+                s.images, brain, s.mask, bank, rng, config.lesions_per_copy, contrast
             )
             if config.clinical_simulation > 0:
                 images = simulate_clinical(images, brain, rng, config.clinical_simulation)

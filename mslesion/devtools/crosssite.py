@@ -62,6 +62,7 @@ class Recipe:
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
     lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
+    lesion_flair: tuple[float, float] = (1.35, 1.8)  # pasted lesions' FLAIR × white matter
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
@@ -74,6 +75,17 @@ RECIPES: dict[str, Recipe] = {
     "full+smooth": Recipe(Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5),
     "full+smooth+balance": Recipe(
         Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5, lesion_balance=0.5
+    ),
+    "full+smooth+faint": Recipe(
+        Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5, lesion_flair=(1.15, 1.8)
+    ),
+    "full+smooth+faint+balance": Recipe(
+        Standardisation.WM_PEAK,
+        _WM_PRIOR,
+        0.4,
+        smoothing=0.5,
+        lesion_balance=0.5,
+        lesion_flair=(1.15, 1.8),
     ),
 }
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
@@ -127,6 +139,7 @@ def recipe_config(
         lesion_balance=recipe.lesion_balance,
         synthetic_copies=options.synthetic_copies,
         lesions_per_copy=30,
+        lesion_flair_contrast=recipe.lesion_flair,
         lesion_bank=options.lesion_bank,
         clinical_simulation=options.clinical_simulation,
         regrid=recipe.regrid,

@@ -59,3 +59,19 @@ def test_without_regrid_the_copies_are_what_they_were(tmp_path: Path) -> None:
     first, again = _copy(subject, config), _copy(subject, config)
     np.testing.assert_array_equal(first.images["flair"], again.images["flair"])
     assert (first.images["flair"] != 0).sum() == (subject.images["flair"] != 0).sum()
+
+
+def test_pasted_lesions_take_the_configured_flair_contrast(tmp_path: Path) -> None:
+    subject = _subject(tmp_path)
+    base = CascadeTrainConfig(
+        modalities=["flair", "t1"], synthetic_copies=1, lesions_per_copy=4,
+        lesion_bank=_bank(tmp_path),
+    )  # fmt: skip
+    bright = _copy(subject, base)
+    faint = _copy(subject, dataclasses.replace(base, lesion_flair_contrast=(1.1, 1.2)))
+    # Same stream, same places; only the FLAIR of the pasted lesions differs.
+    np.testing.assert_array_equal(bright.mask, faint.mask)
+    np.testing.assert_array_equal(bright.images["t1"], faint.images["t1"])
+    new = bright.mask & ~subject.mask
+    assert new.any()
+    assert faint.images["flair"][new].mean() < 0.9 * bright.images["flair"][new].mean()
