@@ -296,6 +296,13 @@ def train(
             help="range of a pasted lesion's FLAIR, × the normal white matter's: 'low,high'"
         ),
     ] = "1.35,1.8",
+    lesion_t1_contrast: Annotated[
+        str,
+        typer.Option(
+            help="range of a pasted lesion's T1, × the normal white matter's: 'low,high' "
+            "(1.0: as bright as white matter)"
+        ),
+    ] = "0.55,0.8",
     clinical_simulation: Annotated[
         float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
     ] = 0.0,
@@ -352,7 +359,8 @@ def train(
         lesion_balance=lesion_balance,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
-        lesion_flair_contrast=_contrast_range(lesion_flair_contrast),
+        lesion_flair_contrast=_contrast_range(lesion_flair_contrast, "--lesion-flair-contrast"),
+        lesion_t1_contrast=_contrast_range(lesion_t1_contrast, "--lesion-t1-contrast"),
         lesion_bank=lesion_bank,
         clinical_simulation=clinical_simulation,
         regrid=regrid,
@@ -533,16 +541,14 @@ def _train_config(
     )
 
 
-def _contrast_range(text: str) -> tuple[float, float]:
+def _contrast_range(text: str, option: str) -> tuple[float, float]:
     """'low,high' as two positive floats, low <= high; a :class:`typer.BadParameter` otherwise."""
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise typer.BadParameter(
-            f"--lesion-flair-contrast {text!r}: expected 'low,high', e.g. 1.35,1.8"
-        ) from None
+        raise typer.BadParameter(f"{option} {text!r}: expected 'low,high', e.g. 1.35,1.8") from None
     if not 0 < low <= high:
-        raise typer.BadParameter(f"--lesion-flair-contrast {text!r}: need 0 < low <= high")
+        raise typer.BadParameter(f"{option} {text!r}: need 0 < low <= high")
     return low, high
 
 

@@ -39,6 +39,7 @@ class CascadeTrainConfig:
     lesions_per_copy: int = 25
     # FLAIR of a pasted lesion's core, × the normal white matter's (lesion_bank.DEFAULT_CONTRAST)
     lesion_flair_contrast: tuple[float, float] = (1.35, 1.8)
+    lesion_t1_contrast: tuple[float, float] = (0.55, 0.8)  # 1.0: as bright as white matter
     lesion_bank: Path | None = None
     clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
@@ -83,7 +84,11 @@ def _synthetic_copies(
     from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
-    contrast = {**DEFAULT_CONTRAST, "flair": config.lesion_flair_contrast}
+    contrast = {
+        **DEFAULT_CONTRAST,
+        "flair": config.lesion_flair_contrast,
+        "t1": config.lesion_t1_contrast,
+    }
     copies = []
     for s in subjects:
         brain = s.images[config.modalities[0]] != 0

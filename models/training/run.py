@@ -63,6 +63,7 @@ def train_and_export(
             "synthetic_copies": config.synthetic_copies,
             "lesions_per_copy": config.lesions_per_copy,
             "lesion_flair_contrast": list(config.lesion_flair_contrast),
+            "lesion_t1_contrast": list(config.lesion_t1_contrast),
             "clinical_simulation": config.clinical_simulation,
             "regrid": config.regrid,
             "contrast_gamma": config.contrast_gamma,

@@ -63,6 +63,7 @@ class Recipe:
     smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
     lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
     lesion_flair: tuple[float, float] = (1.35, 1.8)  # pasted lesions' FLAIR × white matter
+    lesion_t1: tuple[float, float] = (0.55, 0.8)  # pasted lesions' T1 × white matter
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
@@ -86,6 +87,9 @@ RECIPES: dict[str, Recipe] = {
         smoothing=0.5,
         lesion_balance=0.5,
         lesion_flair=(1.15, 1.8),
+    ),
+    "full+smooth+t1iso": Recipe(
+        Standardisation.WM_PEAK, _WM_PRIOR, 0.4, smoothing=0.5, lesion_t1=(0.55, 1.0)
     ),
 }
 _FILES = {"flair": "FLAIR.nii.gz", "t1": "T1.nii.gz", "t2": "T2.nii.gz"}
@@ -140,6 +144,7 @@ def recipe_config(
         synthetic_copies=options.synthetic_copies,
         lesions_per_copy=30,
         lesion_flair_contrast=recipe.lesion_flair,
+        lesion_t1_contrast=recipe.lesion_t1,
         lesion_bank=options.lesion_bank,
         clinical_simulation=options.clinical_simulation,
         regrid=recipe.regrid,

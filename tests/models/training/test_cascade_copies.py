@@ -75,3 +75,18 @@ def test_pasted_lesions_take_the_configured_flair_contrast(tmp_path: Path) -> No
     new = bright.mask & ~subject.mask
     assert new.any()
     assert faint.images["flair"][new].mean() < 0.9 * bright.images["flair"][new].mean()
+
+
+def test_pasted_lesions_can_be_t1_isointense(tmp_path: Path) -> None:
+    subject = _subject(tmp_path)
+    base = CascadeTrainConfig(
+        modalities=["flair", "t1"], synthetic_copies=1, lesions_per_copy=4,
+        lesion_bank=_bank(tmp_path),
+    )  # fmt: skip
+    dark = _copy(subject, base)
+    iso = _copy(subject, dataclasses.replace(base, lesion_t1_contrast=(1.0, 1.0)))
+    np.testing.assert_array_equal(dark.images["flair"], iso.images["flair"])
+    new = dark.mask & ~subject.mask
+    # The default darkens the lesion on T1 (0.55-0.8 × white matter); 1.0 leaves it near the
+    # white matter's level.
+    assert dark.images["t1"][new].mean() < 0.85 * iso.images["t1"][new].mean()
