@@ -61,32 +61,30 @@ def test_without_regrid_the_copies_are_what_they_were(tmp_path: Path) -> None:
     assert (first.images["flair"] != 0).sum() == (subject.images["flair"] != 0).sum()
 
 
-def test_pasted_lesions_take_the_configured_flair_contrast(tmp_path: Path) -> None:
+def _bright_and_changed(tmp_path: Path, **change: object) -> tuple[Subject, Subject, np.ndarray]:
+    """The default copy, the copy with ``change`` to the config, and the pasted voxels."""
     subject = _subject(tmp_path)
     base = CascadeTrainConfig(
         modalities=["flair", "t1"], synthetic_copies=1, lesions_per_copy=4,
         lesion_bank=_bank(tmp_path),
     )  # fmt: skip
-    bright = _copy(subject, base)
-    faint = _copy(subject, dataclasses.replace(base, lesion_flair_contrast=(1.1, 1.2)))
-    # Same stream, same places; only the FLAIR of the pasted lesions differs.
-    np.testing.assert_array_equal(bright.mask, faint.mask)
-    np.testing.assert_array_equal(bright.images["t1"], faint.images["t1"])
-    new = bright.mask & ~subject.mask
+    default, changed = _copy(subject, base), _copy(subject, dataclasses.replace(base, **change))
+    # Same stream, same places: only the pasted lesions' intensities may differ.
+    np.testing.assert_array_equal(default.mask, changed.mask)
+    new = default.mask & ~subject.mask
     assert new.any()
+    return default, changed, new
+
+
+def test_pasted_lesions_take_the_configured_flair_contrast(tmp_path: Path) -> None:
+    bright, faint, new = _bright_and_changed(tmp_path, lesion_flair_contrast=(1.1, 1.2))
+    np.testing.assert_array_equal(bright.images["t1"], faint.images["t1"])
     assert faint.images["flair"][new].mean() < 0.9 * bright.images["flair"][new].mean()
 
 
 def test_pasted_lesions_can_be_t1_isointense(tmp_path: Path) -> None:
-    subject = _subject(tmp_path)
-    base = CascadeTrainConfig(
-        modalities=["flair", "t1"], synthetic_copies=1, lesions_per_copy=4,
-        lesion_bank=_bank(tmp_path),
-    )  # fmt: skip
-    dark = _copy(subject, base)
-    iso = _copy(subject, dataclasses.replace(base, lesion_t1_contrast=(1.0, 1.0)))
+    dark, iso, new = _bright_and_changed(tmp_path, lesion_t1_contrast=(1.0, 1.0))
     np.testing.assert_array_equal(dark.images["flair"], iso.images["flair"])
-    new = dark.mask & ~subject.mask
     # The default darkens the lesion on T1 (0.55-0.8 × white matter); 1.0 leaves it near the
     # white matter's level.
     assert dark.images["t1"][new].mean() < 0.85 * iso.images["t1"][new].mean()
