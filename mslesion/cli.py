@@ -282,8 +282,10 @@ def train(
     lesion_balance: Annotated[
         float,
         typer.Option(
+            min=0.0,
+            max=1.0,
             help="share (0-1) of the capped lesion-voxel draw spread evenly over the lesions, "
-            "so small lesions are sampled too (0: uniform over voxels, the seed's draw)"
+            "so small lesions are sampled too (0: uniform over voxels, the seed's draw)",
         ),
     ] = 0.0,
     synthetic_copies: Annotated[

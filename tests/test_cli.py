@@ -300,6 +300,15 @@ def test_verbose_is_a_global_option(tmp_path: Path) -> None:
     assert loud.returncode == 0 and "INFO alembic" in loud.stderr, loud.stderr
 
 
+def test_train_with_a_lesion_balance_above_one_is_a_usage_error(
+    subject: Path, tmp_path: Path
+) -> None:
+    res = mslesion("train", subject.parent, "--out", tmp_path / "m", "--lesion-balance", "1.5")
+    assert res.returncode == 2, res.stderr
+    assert "--lesion-balance" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("bad", ["1.8,1.2", "bright", "0,1.5"])
 def test_train_with_a_bad_lesion_contrast_is_a_usage_error(
     subject: Path, tmp_path: Path, bad: str
