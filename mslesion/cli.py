@@ -293,18 +293,19 @@ def train(
     ] = 0,
     lesions_per_copy: int = 25,
     lesion_flair_contrast: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="range of a pasted lesion's FLAIR, × the normal white matter's: 'low,high'"
+            help="range of a pasted lesion's FLAIR, × the normal white matter's: 'low,high' "
+            "(default 1.35,1.8)"
         ),
-    ] = "1.35,1.8",
+    ] = None,
     lesion_t1_contrast: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="range of a pasted lesion's T1, × the normal white matter's: 'low,high' "
-            "(1.0: as bright as white matter)"
+            "(default 0.55,0.8; 1.0: as bright as white matter)"
         ),
-    ] = "0.55,0.8",
+    ] = None,
     clinical_simulation: Annotated[
         float, typer.Option(help="probability that a synthetic copy gets 2D thick slices + bias")
     ] = 0.0,
@@ -346,6 +347,7 @@ def train(
     """Train (or fine-tune) the two-net cascade and export it to ONNX with a manifest."""
     _require_train_extra()
     from mslesion.models.training.cascade_train import CascadeTrainConfig
+    from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST
     from mslesion.models.training.run import run_training
     from mslesion.services.segmentation.inputs import ContextChannel
     from mslesion.services.segmentation.manifest import Thresholds
@@ -361,8 +363,10 @@ def train(
         lesion_balance=lesion_balance,
         synthetic_copies=synthetic_copies,
         lesions_per_copy=lesions_per_copy,
-        lesion_flair_contrast=_contrast_range(lesion_flair_contrast, "--lesion-flair-contrast"),
-        lesion_t1_contrast=_contrast_range(lesion_t1_contrast, "--lesion-t1-contrast"),
+        lesion_flair_contrast=_contrast_range(lesion_flair_contrast, "--lesion-flair-contrast")
+        or DEFAULT_CONTRAST["flair"],
+        lesion_t1_contrast=_contrast_range(lesion_t1_contrast, "--lesion-t1-contrast")
+        or DEFAULT_CONTRAST["t1"],
         lesion_bank=lesion_bank,
         clinical_simulation=clinical_simulation,
         regrid=regrid,
@@ -543,8 +547,14 @@ def _train_config(
     )
 
 
-def _contrast_range(text: str, option: str) -> tuple[float, float]:
-    """'low,high' as two positive floats, low <= high; a :class:`typer.BadParameter` otherwise."""
+def _contrast_range(text: str | None, option: str) -> tuple[float, float] | None:
+    """'low,high' as two positive floats, low <= high (None when not given).
+
+    Raises:
+        typer.BadParameter: anything else.
+    """
+    if text is None:
+        return None
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:

@@ -13,6 +13,7 @@ import torch
 from mslesion.models.network import CascadeNet
 from mslesion.models.onnx_export import load_net_from_onnx
 from mslesion.models.training.dataset import Subject
+from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST
 from mslesion.models.training.sampling import net1_samples, net2_samples
 from mslesion.models.training.torch_session import dense_session
 from mslesion.models.training.trainer import TrainConfig, TrainResult, train_net
@@ -37,9 +38,9 @@ class CascadeTrainConfig:
     lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
     synthetic_copies: int = 0  # per subject, with real lesion shapes pasted in
     lesions_per_copy: int = 25
-    # FLAIR of a pasted lesion's core, × the normal white matter's (lesion_bank.DEFAULT_CONTRAST)
-    lesion_flair_contrast: tuple[float, float] = (1.35, 1.8)
-    lesion_t1_contrast: tuple[float, float] = (0.55, 0.8)  # 1.0: as bright as white matter
+    # A pasted lesion's core, × the normal white matter's (T1 1.0: as bright as white matter)
+    lesion_flair_contrast: tuple[float, float] = DEFAULT_CONTRAST["flair"]
+    lesion_t1_contrast: tuple[float, float] = DEFAULT_CONTRAST["t1"]
     lesion_bank: Path | None = None
     clinical_simulation: float = 0.0  # thick-slice probability for synthetic copies (0: off)
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
@@ -81,7 +82,7 @@ def _synthetic_copies(
         raise InputError("synthetic copies need a lesion bank (--lesion-bank)")
     from mslesion.models.training.acquisition import simulate_clinical
     from mslesion.models.training.contrast import random_contrast
-    from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST, LesionBank, paste_lesions
+    from mslesion.models.training.lesion_bank import LesionBank, paste_lesions
 
     bank = LesionBank.load(config.lesion_bank)
     contrast = {

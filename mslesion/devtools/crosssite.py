@@ -26,7 +26,7 @@ from mslesion.services.config import Provider
 from mslesion.services.errors import InputError
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.pipeline import binarise_native, reporting_floor
-from mslesion.services.segmentation.cascade import CascadeModel
+from mslesion.services.segmentation.cascade import CascadeModel, CascadeOutput
 from mslesion.services.segmentation.inputs import ContextChannel, Standardisation, prepare_stack
 from mslesion.services.segmentation.manifest import Thresholds
 from mslesion.services.segmentation.prior import (
@@ -62,8 +62,9 @@ class Recipe:
     regrid: float = 0.0  # probability that a synthetic copy is re-gridded as serving does
     smoothing: float = 0.0  # σ (voxels) of the in-brain Gaussian before standardisation
     lesion_balance: float = 0.0  # share of the lesion-voxel draw spread evenly over lesions
-    lesion_flair: tuple[float, float] = (1.35, 1.8)  # pasted lesions' FLAIR × white matter
-    lesion_t1: tuple[float, float] = (0.55, 0.8)  # pasted lesions' T1 × white matter
+    # Pasted lesions' FLAIR and T1, × white matter; None: lesion_bank.DEFAULT_CONTRAST.
+    lesion_flair: tuple[float, float] | None = None
+    lesion_t1: tuple[float, float] | None = None
 
 
 _WM_PRIOR = (ContextChannel.WM_PRIOR,)
@@ -124,6 +125,7 @@ def recipe_config(
 ) -> CascadeTrainConfig:
     """The training configuration of a named recipe (see :data:`RECIPES`)."""
     from mslesion.models.training.cascade_train import CascadeTrainConfig
+    from mslesion.models.training.lesion_bank import DEFAULT_CONTRAST
     from mslesion.models.training.trainer import TrainConfig
 
     if name not in RECIPES:
@@ -143,8 +145,8 @@ def recipe_config(
         lesion_balance=recipe.lesion_balance,
         synthetic_copies=options.synthetic_copies,
         lesions_per_copy=30,
-        lesion_flair_contrast=recipe.lesion_flair,
-        lesion_t1_contrast=recipe.lesion_t1,
+        lesion_flair_contrast=recipe.lesion_flair or DEFAULT_CONTRAST["flair"],
+        lesion_t1_contrast=recipe.lesion_t1 or DEFAULT_CONTRAST["t1"],
         lesion_bank=options.lesion_bank,
         clinical_simulation=options.clinical_simulation,
         regrid=recipe.regrid,
@@ -215,15 +217,21 @@ def operating_points(
     return [(t, size) for t in t_bins for size in sizes]
 
 
-def segment_case(model: CascadeModel, case: PreparedCase) -> np.ndarray:
-    """The lesion probability of a prepared case on the model grid, as the pipeline computes it.
+def cascade_case(model: CascadeModel, case: PreparedCase) -> tuple[CascadeOutput, np.ndarray]:
+    """The cascade's output on a prepared case (model grid) and the white-matter region it used.
 
-    Candidates are restricted to the registered template's white-matter region.
+    Candidates are restricted to the registered template's white-matter region, as the
+    pipeline restricts them.
     """
     prior = case_wm_prior(case)
     roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
     images = load_case_images(case, model.manifest.modalities)
-    return model.predict(images, restrict=roi, wm_prior=prior).prob
+    return model.predict(images, restrict=roi, wm_prior=prior), roi
+
+
+def segment_case(model: CascadeModel, case: PreparedCase) -> np.ndarray:
+    """The lesion probability of a prepared case on the model grid, as the pipeline computes it."""
+    return cascade_case(model, case)[0].prob
 
 
 def score_model(

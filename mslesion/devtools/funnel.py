@@ -15,18 +15,14 @@ from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel
+from scipy import ndimage
 
-from mslesion.devtools.crosssite import case_wm_prior, load_case_images
+from mslesion.devtools.crosssite import cascade_case
 from mslesion.devtools.prepare import PreparedCase, native_truth, to_native
 from mslesion.services.imaging.units import voxel_volume_ml_from_spacing
 from mslesion.services.pipeline import binarise_native, reporting_floor
 from mslesion.services.segmentation.cascade import CascadeModel
 from mslesion.services.segmentation.lesions import label_lesions
-from mslesion.services.segmentation.prior import (
-    WM_PRIOR_DILATE_MM,
-    WM_PRIOR_THRESHOLD,
-    white_matter_roi,
-)
 
 SIZE_BINS_ML = (0.0, 0.03, 0.1, 0.3, float("inf"))
 
@@ -60,6 +56,13 @@ class CaseFunnel(BaseModel):
     true_reported_lesions: int
 
 
+def _lesions(mask: np.ndarray) -> list[tuple[int, tuple[slice, ...], np.ndarray]]:
+    """Each 26-connected lesion: its label, bounding box and voxels inside that box."""
+    labels, _ = label_lesions(mask)
+    boxes = ndimage.find_objects(labels)
+    return [(k, box, labels[box] == k) for k, box in enumerate(boxes, start=1) if box]
+
+
 def lesion_fates(
     truth: np.ndarray,
     survivors: Mapping[Stage, np.ndarray],
@@ -71,42 +74,42 @@ def lesion_fates(
 
     ``survivors`` maps each stage before ``REPORTED``, in order, to its surviving voxels.
     """
-    labels, n = label_lesions(truth)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
     fates = []
-    for k in range(1, n + 1):
-        if sizes[k] < floor:
+    for _, box, voxels in _lesions(truth):
+        size = int(voxels.sum())
+        if size < floor:
             continue
-        voxels = labels == k
-        lost = next((s for s, alive in survivors.items() if not alive[voxels].any()), None)
+        lost = next(
+            (s for s, alive in survivors.items() if not alive[box][voxels].any()), Stage.REPORTED
+        )
         fates.append(
             LesionFate(
-                volume_ml=round(float(sizes[k]) * voxel_ml, 4),
-                lost_at=lost or Stage.REPORTED,
-                max_prob=round(float(prob[voxels].max()), 3),
+                volume_ml=round(size * voxel_ml, 4),
+                lost_at=lost,
+                max_prob=round(float(prob[box][voxels].max()), 3),
             )
         )
     return fates
 
 
-def false_lesion_peaks(reported: np.ndarray, truth: np.ndarray, prob: np.ndarray) -> list[float]:
-    """Peak probability of each reported lesion that touches no truth voxel, ascending."""
-    labels, n = label_lesions(reported)
-    touching = set(np.unique(labels[reported & truth]).tolist())
-    return sorted(
-        round(float(prob[labels == j].max()), 3) for j in range(1, n + 1) if j not in touching
-    )
+def reported_lesions(
+    reported: np.ndarray, truth: np.ndarray, prob: np.ndarray
+) -> tuple[int, list[float]]:
+    """How many reported lesions touch the truth; the peak probability of each that does not."""
+    true, false = 0, []
+    for _, box, voxels in _lesions(reported):
+        if truth[box][voxels].any():
+            true += 1
+        else:
+            false.append(round(float(prob[box][voxels].max()), 3))
+    return true, sorted(false)
 
 
 def _stage_maps(
     model: CascadeModel, case: PreparedCase
 ) -> tuple[dict[Stage, np.ndarray], np.ndarray]:
     """Region, candidates and net 1's flags on the native grid, and the final probability."""
-    prior = case_wm_prior(case)
-    roi = white_matter_roi(prior, WM_PRIOR_THRESHOLD, WM_PRIOR_DILATE_MM)
-    out = model.predict(
-        load_case_images(case, model.manifest.modalities), restrict=roi, wm_prior=prior
-    )
+    out, roi = cascade_case(model, case)
     maps = {
         Stage.REGION: to_native(case, (roi & out.brain).astype(np.float32)) >= 0.5,
         Stage.CANDIDATE: to_native(case, out.candidates.astype(np.float32)) >= 0.5,
@@ -125,15 +128,13 @@ def funnel_case(model: CascadeModel, case: PreparedCase) -> CaseFunnel:
     reported = binarise_native(prob, th.t_bin, l_min_ml, voxel_ml, th.l_min) > 0
     survivors[Stage.NET2] = prob >= th.t_bin
     survivors[Stage.SIZE_RULE] = reported
-    fates = lesion_fates(truth, survivors, prob, floor, voxel_ml)
-    false = false_lesion_peaks(reported, truth, prob)
-    _, n = label_lesions(reported)
+    true, false = reported_lesions(reported, truth, prob)
     return CaseFunnel(
         case=case.name,
         reporting_floor_voxels=floor,
-        lesions=fates,
+        lesions=lesion_fates(truth, survivors, prob, floor, voxel_ml),
         false_lesion_max_prob=false,
-        true_reported_lesions=n - len(false),
+        true_reported_lesions=true,
     )
 
 

@@ -8,9 +8,9 @@ from mslesion.devtools.funnel import (
     CaseFunnel,
     LesionFate,
     Stage,
-    false_lesion_peaks,
     funnel_table,
     lesion_fates,
+    reported_lesions,
 )
 
 SHAPE = (30, 30, 30)
@@ -60,7 +60,7 @@ def test_false_lesions_are_those_touching_no_truth_voxel() -> None:
     truth = _cube(2)
     reported = _cube(3) | _cube(20)  # one overlaps the truth, one is separate
     prob = np.where(_cube(20), 0.62, 0.95).astype(np.float32)
-    assert false_lesion_peaks(reported, truth, prob) == [0.62]
+    assert reported_lesions(reported, truth, prob) == (1, [0.62])
 
 
 def test_the_table_counts_lesions_per_size_and_stage() -> None:
