@@ -57,7 +57,7 @@ from mslesion.services.store.repositories import (
 )
 from mslesion.services.store.repositories.comparisons import ComparisonOutcome
 from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
-from mslesion.services.store.repositories.lesions import Identity, PriorLesion
+from mslesion.services.store.repositories.lesions import Identity, PriorLesion, Reading
 from mslesion.services.store.tables import Comparison
 from mslesion.worker.attempts import Attempt
 from mslesion.worker.outcomes import ForwardOutcome, RunOutcome
@@ -367,6 +367,13 @@ class JobRunner:
                 visit: studies.study_instance_paths(session, study_ids[visit])
                 for visit in (shared.reanalyse if shared else ())
             }
+            recorded = (
+                lesions.reading_identities(
+                    session, pair.prior_study_id, pair.prior_job_id, shared.model
+                )
+                if shared and "prior" in shared.reanalyse
+                else {}
+            )
         identities, prior_ids = self._identities(known, used_max, prior_report)
         shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt's leftovers
         read_dirs = dict(own_dirs)
@@ -380,7 +387,9 @@ class JobRunner:
             current_report = read_json_report(read_dirs["current"] / REPORT_NAME)
         if "prior" in to_own:
             reanalysed = read_json_report(read_dirs["prior"] / REPORT_NAME)
-            identities = self._carried_identities(identities, to_own["prior"], reanalysed)
+            identities = self._carried_identities(
+                identities, to_own["prior"], reanalysed, _same_reading(recorded, reanalysed)
+            )
         from mslesion.services.followup.sources import flair_sources
 
         # the current FLAIR's datasets in the analysis's slice order (the follow-up SEG's frames)
@@ -420,7 +429,12 @@ class JobRunner:
                 return RunOutcome.SKIPPED
             row = session.get(Comparison, comparison_id)
             assert row is not None
-            lesions.record_comparison(session, row, report, prior_ids, prior_lesions)
+            reading = (
+                Reading(shared.model, [c.current_label for c in result.analysis.report.lesions])
+                if shared and "current" in shared.reanalyse
+                else None
+            )
+            lesions.record_comparison(session, row, report, prior_ids, prior_lesions, reading)
             forwards.ensure_forwards(
                 session,
                 pair.current_job_id,
@@ -460,9 +474,17 @@ class JobRunner:
         return segment_study(input_dir, work / "result", model, self.settings).out_dir
 
     def _carried_identities(
-        self, identities: PriorIdentities, to_own: dict[int, int], reanalysed: StudyReport
+        self,
+        identities: PriorIdentities,
+        to_own: dict[int, int],
+        reanalysed: StudyReport,
+        recorded: dict[int, Identity],
     ) -> PriorIdentities:
-        """The prior's identities moved from its own result's ranks to its re-analysis's."""
+        """The prior's identities moved from its own result's ranks to its re-analysis's.
+
+        ``recorded``: identities an earlier comparison gave this same reading's ranks; they
+        come first, so a lesion only the re-analysis sees keeps its identity.
+        """
         from mslesion.services.followup.service import LesionIdentity, PriorIdentities
         from mslesion.services.followup.shared import carry_over
 
@@ -473,7 +495,8 @@ class JobRunner:
             return LesionIdentity(str(new_uid(self.settings)), f"L{counter[0] - 1}")
 
         ranks = [e.rank for e in reanalysed.lesions]
-        by_rank = carry_over(identities.by_rank, to_own, ranks, fresh)
+        kept = {r: LesionIdentity(i.tracking_uid, i.tracking_id) for r, i in recorded.items()}
+        by_rank = carry_over(identities.by_rank, to_own, ranks, fresh, kept)
         return PriorIdentities(by_rank, counter[0])
 
     def _header(self, rel: str) -> Dataset:
@@ -538,6 +561,26 @@ class _Pair:
         self.current_study_id = row.current_study_id
         self.prior_job_id = row.prior_job_id
         self.current_job_id = row.current_job_id
+
+
+def _same_reading(
+    recorded: dict[int, lesions.ReadIdentity], reanalysed: StudyReport
+) -> dict[int, Identity]:
+    """The recorded identities of a re-analysis, when ``reanalysed`` is that same reading.
+
+    A re-analysis of the same instances with the same model repeats the earlier one lesion
+    for lesion; the check (every recorded rank present, with its volume) guards against a
+    reading that differs, whose ranks would name other lesions. Otherwise: none.
+    """
+    volumes = {e.rank: e.volume_ml for e in reanalysed.lesions}
+    same = all(
+        rank in volumes and abs(volumes[rank] - seen.volume_ml) <= max(1e-3, 0.01 * seen.volume_ml)
+        for rank, seen in recorded.items()
+    )
+    if not same:
+        log.warning("the prior's re-analysis differs from the one recorded: identities carried")
+        return {}
+    return {rank: seen.identity for rank, seen in recorded.items()}
 
 
 def _flair_paths(session: Session, study_id: int, report: StudyReport, role: str) -> list[str]:

@@ -38,6 +38,11 @@ class SharedModelPlan:
     reanalyse: tuple[str, ...]  # "prior" and/or "current"
     note: str
 
+    @property
+    def model(self) -> str:
+        """The shared model as reports name it: "name version"."""
+        return f"{self.choice.manifest.name} {self.choice.manifest.version}"
+
 
 def _model_of(report: StudyReport) -> str:
     return f"{report.model_name} {report.model_version}"
@@ -111,17 +116,27 @@ def carry_over(
     to_own: Mapping[int, int],
     ranks: list[int],
     fresh: Callable[[], T],
+    recorded: Mapping[int, T] | None = None,
 ) -> dict[int, T]:
     """Identities by own-result rank carried to the re-analysis's ``ranks``.
 
-    A lesion takes the identity of its own-result counterpart (``to_own``, from
-    :func:`own_ranks`); one without a counterpart, or whose counterpart had no identity, gets
-    ``fresh()``, called in rank order.
+    A lesion takes the identity an earlier comparison recorded for the same reading
+    (``recorded``, by re-analysis rank), else that of its own-result counterpart (``to_own``,
+    from :func:`own_ranks`); one with neither gets ``fresh()``, called in rank order. No
+    identity is given twice: a counterpart's identity already taken by a recorded one is not.
     """
+    recorded = recorded or {}
+    taken = [recorded[rank] for rank in ranks if rank in recorded]
     out: dict[int, T] = {}
     for rank in sorted(ranks):
         own = to_own.get(rank)
-        out[rank] = identities[own] if own is not None and own in identities else fresh()
+        if rank in recorded:
+            out[rank] = recorded[rank]
+        elif own is not None and own in identities and identities[own] not in taken:
+            out[rank] = identities[own]
+            taken.append(identities[own])
+        else:
+            out[rank] = fresh()
     return out
 
 

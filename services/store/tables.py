@@ -299,6 +299,12 @@ class LesionObservation(Base):
     volume_ml: Mapped[float] = mapped_column(Float)
     location: Mapped[Location | None] = mapped_column(_enum(Location, 32))
     centroid_mm_lps: Mapped[list[Any] | None] = mapped_column(JSON)
+    # When the comparison read the study through a re-analysis with another model (both
+    # visits read with one model): that model ("name version") and the lesion's rank in it.
+    # A later comparison that reads the study with the same model again takes identities
+    # from here, so a lesion only that reading sees keeps its identity.
+    reading_model: Mapped[str | None] = mapped_column(String(128))
+    reading_rank: Mapped[int | None] = mapped_column(Integer)
 
     lesion: Mapped[TrackedLesion] = relationship(back_populates="observations")
     study: Mapped[Study] = relationship()

@@ -8,6 +8,11 @@ identities of a prior study's lesions, by rank in that study's report, come from
 2. else the prior's own (baseline) observations, recorded when it was first used as a prior;
 3. else nothing: the caller takes the prior report's tracking UIDs (:func:`identities_from_report`)
    and numbers past the highest ``L<n>`` the patient has (:func:`max_lesion_number`).
+
+A comparison that reads a visit through a re-analysis with another model (both visits read
+with one model) records the current lesions' ranks in that reading too; a later comparison
+that re-analyses the same study with the same model takes its identities from there
+(:func:`reading_identities`), so a lesion only that reading sees keeps its identity.
 """
 
 from __future__ import annotations
@@ -34,6 +39,26 @@ class Identity:
 
     tracking_uid: str
     tracking_id: str
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The re-analysis a comparison read its current study through.
+
+    ``model``: "name version" of the model both visits were read with; ``ranks``: each lesion
+    of the comparison's report (same order) by its rank in that re-analysis (None: gone).
+    """
+
+    model: str
+    ranks: Sequence[int | None]
+
+
+@dataclass(frozen=True)
+class ReadIdentity:
+    """A lesion's identity as a re-analysis of a study named it, and its volume there."""
+
+    identity: Identity
+    volume_ml: float
 
 
 @dataclass(frozen=True)
@@ -99,6 +124,53 @@ def prior_identities(
     return found
 
 
+def reading_identities(
+    session: Session, study_id: int, job_id: str, model: str
+) -> dict[int, ReadIdentity]:
+    """Identities by rank in the re-analysis of a study with ``model``, as last recorded.
+
+    From the newest succeeded comparison that read that analysis (``job_id``) of the study,
+    as its current study, through a re-analysis with ``model``; empty when none did. The
+    caller checks that its own re-analysis is the same reading (the volumes match): ranks of
+    another reading name other lesions.
+    """
+    latest = session.scalar(
+        select(Comparison.id)
+        .join(LesionObservation, LesionObservation.comparison_id == Comparison.id)
+        .where(
+            Comparison.current_study_id == study_id,
+            Comparison.current_job_id == job_id,
+            Comparison.state == ComparisonState.SUCCEEDED,
+            LesionObservation.study_id == study_id,
+            LesionObservation.reading_model == model,
+        )
+        .order_by(Comparison.finished_at.desc())
+        .limit(1)
+    )
+    if latest is None:
+        return {}
+    query = (
+        select(
+            LesionObservation.reading_rank,
+            LesionObservation.volume_ml,
+            TrackedLesion.tracking_uid,
+            TrackedLesion.tracking_id,
+        )
+        .join(TrackedLesion)
+        .where(
+            LesionObservation.comparison_id == latest,
+            LesionObservation.study_id == study_id,
+            LesionObservation.reading_rank.is_not(None),
+        )
+        .order_by(LesionObservation.id)
+    )
+    found: dict[int, ReadIdentity] = {}
+    for rank, volume, uid, tid in session.execute(query):
+        if rank is not None:  # filtered above; the type does not know
+            found.setdefault(rank, ReadIdentity(Identity(uid, tid), volume))
+    return found
+
+
 def max_lesion_number(session: Session, patient_id: str, issuer: str | None) -> int:
     """The highest ``L<n>`` number given to a lesion of this patient (0 when none)."""
     value = session.scalar(
@@ -141,14 +213,21 @@ def record_comparison(
     report: FollowUpReport,
     prior_ids: Mapping[int, Identity],
     prior_lesions: Mapping[int, PriorLesion],
+    reading: Reading | None = None,
 ) -> None:
     """Record what a succeeded comparison saw: tracked lesions and observations.
 
     Each lesion of the report gets an observation of the current study (with its category;
     disappeared ones with volume 0 and no rank). When the prior analysis has no observations
     yet, its own lesions are recorded too, without a category (its baseline), under the
-    identities the comparison was given (``prior_ids``). Idempotent per comparison.
+    identities the comparison was given (``prior_ids``). ``reading``: the re-analysis the
+    comparison read the current study through, whose ranks are kept beside the own ones
+    (:func:`reading_identities`). Idempotent per comparison.
     """
+    if reading is not None and len(reading.ranks) != len(report.lesions):
+        raise ValueError(
+            f"the reading ranks {len(reading.ranks)} lesions, the report {len(report.lesions)}"
+        )
     session.execute(
         delete(LesionObservation).where(LesionObservation.comparison_id == comparison.id)
     )
@@ -188,7 +267,7 @@ def record_comparison(
                     else None,
                 )
             )
-    for change in report.lesions:
+    for index, change in enumerate(report.lesions):
         identity = Identity(change.tracking_uid, change.tracking_id)
         first = (
             comparison.prior_study_id
@@ -208,6 +287,8 @@ def record_comparison(
                 volume_ml=0.0 if gone else change.volume_ml,
                 location=change.location,
                 centroid_mm_lps=list(change.centroid_mm_lps),
+                reading_model=reading.model if reading else None,
+                reading_rank=None if reading is None or gone else reading.ranks[index],
             )
         )
     session.flush()

@@ -101,6 +101,19 @@ def test_identities_follow_their_lesions_and_unseen_ones_get_fresh_ones() -> Non
     assert carried == {1: "L2", 2: "L1", 3: "new-a"}
 
 
+def test_identities_recorded_for_the_same_reading_come_first_and_are_never_doubled() -> None:
+    fresh = iter(["new-a", "new-b"])
+    # rank 3 is seen only by the re-analysis: an earlier comparison named it L9
+    to_own = {1: 2, 2: 1}
+    carried = carry_over(
+        {1: "L1", 2: "L2"}, to_own, [1, 2, 3], lambda: next(fresh), recorded={3: "L9"}
+    )
+    assert carried == {1: "L2", 2: "L1", 3: "L9"}
+    # a recorded identity is not given a second time through an own counterpart
+    carried = carry_over({1: "L1"}, {1: 1, 2: 1}, [1, 2], lambda: next(fresh), recorded={2: "L1"})
+    assert carried == {1: "new-a", 2: "L1"}
+
+
 def test_the_record_uses_the_visits_own_ranks() -> None:
     followup = report(
         "1.2.1",

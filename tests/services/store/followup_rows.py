@@ -21,7 +21,7 @@ from mslesion.services.store.enums import ComparisonTrigger, Source
 from mslesion.services.store.repositories import comparisons, jobs, lesions, studies
 from mslesion.services.store.repositories.comparisons import ComparisonOutcome
 from mslesion.services.store.repositories.jobs import JobOutcome, ResultRecord
-from mslesion.services.store.repositories.lesions import Identity, PriorLesion
+from mslesion.services.store.repositories.lesions import Identity, PriorLesion, Reading
 from mslesion.services.store.tables import Comparison, Job
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -131,15 +131,19 @@ def succeeded_comparison(
     prior_lesions: dict[int, PriorLesion],
     results: Sequence[ResultRecord] = (),
     trigger: ComparisonTrigger = ComparisonTrigger.AUTO,
+    reading: Reading | None = None,
 ) -> str:
-    """A comparison of two jobs, claimed, succeeded and its lesions recorded, as a worker does."""
+    """A comparison of two jobs, claimed, succeeded and its lesions recorded, as a worker does.
+
+    ``reading``: the re-analysis the comparison read the current study through.
+    """
     with db.session() as session:
         prior_job, current_job = session.get(Job, prior_job_id), session.get(Job, current_job_id)
         assert prior_job is not None and current_job is not None
         cid = comparisons.create_comparison(
             session, prior_job, current_job, trigger=trigger, created_by="test"
         ).id
-    return finish(db, cid, followup, prior_ids, prior_lesions, results)
+    return finish(db, cid, followup, prior_ids, prior_lesions, results, reading)
 
 
 def finish(
@@ -149,6 +153,7 @@ def finish(
     prior_ids: dict[int, Identity],
     prior_lesions: dict[int, PriorLesion],
     results: Sequence[ResultRecord] = (),
+    reading: Reading | None = None,
 ) -> str:
     """Claim and succeed a queued comparison with ``followup``; its id."""
     with db.session() as session:
@@ -163,5 +168,5 @@ def finish(
         assert comparisons.succeed(session, cid, outcome, worker="w")
         row = session.get(Comparison, cid)
         assert row is not None
-        lesions.record_comparison(session, row, followup, prior_ids, prior_lesions)
+        lesions.record_comparison(session, row, followup, prior_ids, prior_lesions, reading)
     return cid

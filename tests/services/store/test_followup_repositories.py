@@ -29,7 +29,12 @@ from mslesion.services.store.repositories import (
 )
 from mslesion.services.store.repositories.comparisons import ComparisonOutcome
 from mslesion.services.store.repositories.jobs import ResultRecord
-from mslesion.services.store.repositories.lesions import Identity, PriorLesion
+from mslesion.services.store.repositories.lesions import (
+    Identity,
+    PriorLesion,
+    ReadIdentity,
+    Reading,
+)
 from mslesion.services.store.tables import Comparison
 from tests.services.store.followup_rows import analysed, change, report, succeeded_comparison
 
@@ -433,6 +438,38 @@ def test_identities_of_another_analysis_are_not_reused(node_db: Database) -> Non
     with node_db.session() as session:
         assert lesions.prior_identities(session, s_a, job_a) == ids_a
         assert lesions.prior_identities(session, s_a, "another-job") == {}
+
+
+def test_a_reanalysed_reading_keeps_its_ranks_for_the_next_comparison(node_db: Database) -> None:
+    """B's comparison read B through a re-analysis with model "m 1": the identities of that
+    reading's ranks, including a lesion B's own result lacks, serve a later re-analysis of B
+    with the same model, and only with it."""
+    _, job_a = analysed(node_db, "P1", "1.1", D2020)
+    s_b, job_b = analysed(node_db, "P1", "1.2", D2021)
+    ids_a, _ = lesions.identities_from_report([(1, "ua1"), (2, "ua2")], 0, lambda: "")
+    visit_b = report(
+        "1.1",
+        "1.2",
+        [
+            change("ua1", "L1", C.STABLE, 1, [1], volume=0.7),
+            change("ua2", "L2", C.STABLE, None, [2], volume=0.2),  # only the re-analysis
+        ],
+    )
+    cid = succeeded_comparison(
+        node_db, job_a, job_b, visit_b, ids_a, {}, reading=Reading("m 1", [2, 1])
+    )
+    with pytest.raises(ValueError, match="reading ranks 1 lesions"), node_db.session() as session:
+        lesions.record_comparison(session, row(node_db, cid), visit_b, ids_a, {}, Reading("m", [2]))
+    with node_db.session() as session:
+        read = lesions.reading_identities(session, s_b, job_b, "m 1")
+        assert read == {
+            2: ReadIdentity(Identity("ua1", "L1"), 0.7),
+            1: ReadIdentity(Identity("ua2", "L2"), 0.2),
+        }
+        # the own-result identities hold only the lesion the own result has
+        assert lesions.prior_identities(session, s_b, job_b) == {1: Identity("ua1", "L1")}
+        assert lesions.reading_identities(session, s_b, job_b, "other 2") == {}
+        assert lesions.reading_identities(session, s_b, "another-job", "m 1") == {}
 
 
 # --- lesion-load history ------------------------------------------------------------------------
