@@ -143,6 +143,41 @@ def _linear(image: sitk.Image, reference: sitk.Image, to_common: sitk.Transform)
     return sitk.Resample(image, reference, to_common, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
+def common_space_flairs(
+    visits_: tuple[Visit, Visit],
+    reference: sitk.Image,
+    brain: sitk.Image,
+    *,
+    bias_correct: bool = True,
+) -> list[np.ndarray]:
+    """Each visit's raw FLAIR in the common space, bias-corrected, over its brain median.
+
+    Pulled through the visit's own affine (linear), N4-corrected inside the reference brain
+    mask as the pipeline corrects (``bias_correct``), divided by the median inside it: neither
+    a global contrast change nor a session's smooth bias field then counts as change.
+    """
+    inside = sitk.GetArrayFromImage(brain) > 0
+    out = []
+    for visit in visits_:
+        to_common = sitk.ReadTransform(str(visit.to_common))
+        image = _linear(sitk.ReadImage(str(visit.flair)), reference, to_common)
+        if bias_correct:
+            image = n4_correct(image, sitk.Cast(brain > 0, sitk.sitkUInt8))
+        array = sitk.GetArrayFromImage(image)
+        out.append(array / float(np.median(array[inside & (array > 0)])))
+    return out
+
+
+def common_space_maps(
+    visits_: tuple[Visit, Visit], maps: tuple[sitk.Image, sitk.Image], reference: sitk.Image
+) -> list[np.ndarray]:
+    """Each visit's map of its own FLAIR grid (e.g. lesion probability) in the common space."""
+    return [
+        sitk.GetArrayFromImage(_linear(image, reference, sitk.ReadTransform(str(visit.to_common))))
+        for visit, image in zip(visits_, maps, strict=True)
+    ]
+
+
 def reference_lesions(
     visits_: tuple[Visit, Visit],
     probabilities: tuple[sitk.Image, sitk.Image],
@@ -154,22 +189,11 @@ def reference_lesions(
     """Each reference component with its direction of change and both visits' readings.
 
     ``visits_`` and ``probabilities`` (each visit's lesion probability on its own FLAIR grid)
-    are (prior, current). The direction is the sign of the mean FLAIR difference: each raw
-    FLAIR is pulled into the common space through its own affine, corrected for its bias field
-    inside the reference brain mask (N4, as the pipeline does; ``bias_correct``), and divided
-    by its brain median, so neither a global contrast change nor a session's smooth bias field
-    counts as change.
+    are (prior, current). The direction is the sign of the mean FLAIR difference of
+    the two visits' :func:`common_space_flairs` (``bias_correct`` as there).
     """
-    inside = sitk.GetArrayFromImage(brain) > 0
-    flair, probability = [], []
-    for visit, chance in zip(visits_, probabilities, strict=True):
-        to_common = sitk.ReadTransform(str(visit.to_common))
-        image = _linear(sitk.ReadImage(str(visit.flair)), reference, to_common)
-        if bias_correct:
-            image = n4_correct(image, sitk.Cast(brain > 0, sitk.sitkUInt8))
-        array = sitk.GetArrayFromImage(image)
-        flair.append(array / float(np.median(array[inside & (array > 0)])))
-        probability.append(sitk.GetArrayFromImage(_linear(chance, reference, to_common)))
+    flair = common_space_flairs(visits_, reference, brain, bias_correct=bias_correct)
+    probability = common_space_maps(visits_, probabilities, reference)
     labels, n = label_lesions(sitk.GetArrayFromImage(reference) > 0)
     voxel_ml = float(np.prod(reference.GetSpacing())) / 1000.0
     found = []
