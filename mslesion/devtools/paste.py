@@ -1,15 +1,19 @@
 """Synthetic follow-up: real lesions of other patients pasted into a copy of a scan.
 
 The "current" visit is a copy of a scan with ``k`` known new lesions: whole lesions (shape and
-FLAIR signal) cut from donor scans on the same grid (the open-ms cross-sectional scans all
-share the MNI grid), scaled to the target's brain intensity, moved to a free place inside
-``room`` (e.g. the template's deep white matter) and blended in with a soft edge. A follow-up
-reading of the original against the copy must report exactly those ``k`` lesions as new.
+signal in every modality given, e.g. FLAIR and T1) cut from donor scans on the same grid (the
+open-ms cross-sectional scans all share the MNI grid), each modality scaled to the target's
+brain intensity, moved to a free place inside ``room`` (e.g. the template's deep white matter)
+and blended in with a soft edge. A follow-up reading of the original against the copy must
+report exactly those ``k`` lesions as new.
+
+A lesion is pasted into every modality at once: a lesion bright on FLAIR with the T1 of
+normal white matter under it is not a lesion a multi-contrast model has ever seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,58 +27,72 @@ CLEARANCE_MM = 4.0  # from anything in ``avoid`` and from each other
 EDGE_SIGMA_MM = 0.7
 TRIES_PER_LESION = 500
 MIN_IN_ROOM = 0.8  # lesions reach beyond pure white matter; most of each must be inside
+# MS lesions are bright on FLAIR, T2 and PD, dark (or as dark) on T1: the blend never
+# pushes a voxel the other way.
+DARKER_IN = frozenset({"T1"})
 
 
 @dataclass
 class Pasted:
     """The copy with new lesions and where they are (same grid as the target)."""
 
-    flair: sitk.Image
+    images: dict[str, sitk.Image]  # by modality, as given
     mask: np.ndarray  # uint8, array order: 1 on the pasted lesions
     count: int
+
+    @property
+    def flair(self) -> sitk.Image:
+        """The pasted FLAIR."""
+        return self.images["FLAIR"]
 
 
 @dataclass
 class _Donor:
     mask: np.ndarray  # cropped lesion mask
-    signal: np.ndarray  # cropped FLAIR, scaled to the target
+    signal: dict[str, np.ndarray]  # cropped images by modality, scaled to the target
 
 
 def paste_lesions(
-    target: sitk.Image,
+    targets: Mapping[str, sitk.Image],
     avoid: np.ndarray,
     room: np.ndarray,
-    donors: Sequence[tuple[sitk.Image, np.ndarray]],
+    donors: Sequence[tuple[Mapping[str, sitk.Image], np.ndarray]],
     k: int,
     seed: int = 0,
 ) -> Pasted:
-    """Paste ``k`` lesions of the ``donors`` (image, lesion mask) into a copy of ``target``.
+    """Paste ``k`` lesions of the ``donors`` into copies of ``targets``.
 
-    All on one grid, masks in array order. Lesions go wholly inside ``room`` and at least
-    :data:`CLEARANCE_MM` from ``avoid`` (the target's lesions, or all a segmentation of it
-    found) and from each other.
+    ``targets``: images by modality (FLAIR required); ``donors``: (images by modality, lesion
+    mask). All on one grid, masks in array order; every donor holds every modality of the targets.
+    Lesions go wholly inside ``room`` and at least :data:`CLEARANCE_MM` from ``avoid`` (the
+    target's lesions, or all a segmentation of it found) and from each other.
 
     Raises:
-        ValueError: when the grids differ or fewer than ``k`` lesions fit.
+        ValueError: when the grids or modalities differ, or fewer than ``k`` lesions fit.
     """
-    t = sitk.GetArrayFromImage(target).astype(np.float32)
-    if t.shape != avoid.shape or t.shape != room.shape:
+    if "FLAIR" not in targets:
+        raise ValueError("the targets need a FLAIR: lesions are found on it")
+    arrays = {m: sitk.GetArrayFromImage(i).astype(np.float32) for m, i in targets.items()}
+    shape = arrays["FLAIR"].shape
+    if any(a.shape != shape for a in [*arrays.values(), avoid, room]):
         raise ValueError("target, avoid and room must share one grid")
-    spacing = np.array(target.GetSpacing()[::-1])
+    reference = targets["FLAIR"]
+    spacing = np.array(reference.GetSpacing()[::-1])
     rng = np.random.default_rng(seed)
-    pool = _donor_lesions(donors, t)
+    pool = _donor_lesions(donors, arrays)
     rng.shuffle(pool)
     blocked = ndimage.distance_transform_edt(avoid == 0, sampling=spacing) <= CLEARANCE_MM
-    mask = np.zeros(t.shape, dtype=np.uint8)
-    signal = np.zeros(t.shape, dtype=np.float32)
+    mask = np.zeros(shape, dtype=np.uint8)
+    signal = {m: np.zeros(shape, dtype=np.float32) for m in arrays}
     count = 0
     for donor in pool:
         placed = _place(donor, room, blocked, rng)
         if placed is None:
             continue
         mask[placed] = np.maximum(mask[placed], donor.mask)
-        signal[placed] = np.where(donor.mask, donor.signal, signal[placed])
-        lesion = np.zeros(t.shape, dtype=bool)
+        for modality, values in signal.items():
+            values[placed] = np.where(donor.mask, donor.signal[modality], values[placed])
+        lesion = np.zeros(shape, dtype=bool)
         lesion[placed] = donor.mask
         blocked |= ndimage.distance_transform_edt(~lesion, sampling=spacing) <= CLEARANCE_MM
         count += 1
@@ -86,32 +104,61 @@ def paste_lesions(
         ndimage.gaussian_filter(mask.astype(np.float32), EDGE_SIGMA_MM / spacing), 0, 1
     )
     weight = np.maximum(weight, mask)
+    images = {
+        m: _blend(arrays[m], signal[m], mask, weight, darker=m in DARKER_IN, like=targets[m])
+        for m in arrays
+    }
+    return Pasted(images, mask, count)
+
+
+def _blend(
+    target: np.ndarray,
+    signal: np.ndarray,
+    mask: np.ndarray,
+    weight: np.ndarray,
+    *,
+    darker: bool,
+    like: sitk.Image,
+) -> sitk.Image:
+    """The donor signal blended into one modality of the target with the soft ``weight``."""
     # Around the lesion edge the donor signal is continued outwards, so the blend is seamless.
-    edge = ndimage.grey_dilation(signal, size=(3, 3, 3))
-    source = np.where(mask > 0, signal, edge)
-    blended = t * (1.0 - weight) + np.maximum(source, t) * weight
+    if darker:
+        edge = ndimage.grey_erosion(np.where(signal > 0, signal, np.inf), size=(3, 3, 3))
+        edge = np.where(np.isfinite(edge), edge, 0.0)
+        source = np.where(mask > 0, signal, edge)
+        toward = np.where(source > 0, np.minimum(source, target), target)
+    else:
+        edge = ndimage.grey_dilation(signal, size=(3, 3, 3))
+        source = np.where(mask > 0, signal, edge)
+        toward = np.maximum(source, target)
+    blended = target * (1.0 - weight) + toward * weight
     image = sitk.GetImageFromArray(blended.astype(np.float32))
-    image.CopyInformation(target)
-    return Pasted(image, mask, count)
+    image.CopyInformation(like)
+    return image
 
 
 def _donor_lesions(
-    donors: Sequence[tuple[sitk.Image, np.ndarray]], target: np.ndarray
+    donors: Sequence[tuple[Mapping[str, sitk.Image], np.ndarray]],
+    targets: Mapping[str, np.ndarray],
 ) -> list[_Donor]:
-    """Every donor lesion of a usable size, cropped, its signal scaled to the target brain."""
+    """Every donor lesion of a usable size, cropped, each modality scaled to the target brain."""
     pool = []
-    for donor, donor_lesions in donors:
-        d = sitk.GetArrayFromImage(donor).astype(np.float32)
-        if d.shape != target.shape or donor_lesions.shape != target.shape:
-            raise ValueError("target, donors and masks must share one grid")
-        d *= float(np.median(target[target > 0]) / np.median(d[d > 0]))
+    for images, donor_lesions in donors:
+        if set(targets) - set(images):
+            raise ValueError(f"a donor lacks {sorted(set(targets) - set(images))}")
+        scaled = {}
+        for modality, target in targets.items():
+            d = sitk.GetArrayFromImage(images[modality]).astype(np.float32)
+            if d.shape != target.shape or donor_lesions.shape != target.shape:
+                raise ValueError("target, donors and masks must share one grid")
+            scaled[modality] = d * float(np.median(target[target > 0]) / np.median(d[d > 0]))
         labels, _ = label_lesions(donor_lesions)
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             if box is None:
                 continue
             lesion = labels[box] == index
             if MIN_VOXELS <= int(lesion.sum()) <= MAX_VOXELS:
-                pool.append(_Donor(lesion, d[box].copy()))
+                pool.append(_Donor(lesion, {m: a[box].copy() for m, a in scaled.items()}))
     return pool
 
 
