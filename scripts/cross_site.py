@@ -19,30 +19,12 @@ from pathlib import Path
 from mslesion.devtools.crosssite import (
     RECIPES,
     RecipeOptions,
-    Site,
     evaluate_sites,
+    load_shared_sites,
     markdown_table,
 )
-from mslesion.devtools.prepare import load_prepared, prepare_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SITES = {
-    "open-ms": ["open-ms/cross_sectional"],
-    "insights-ms": ["insights-ms", "insights-ms-flair-only"],
-}
-
-
-def load_sites(prepared: Path) -> list[Site]:
-    """Prepare (once) and load every site's cases."""
-    sites = []
-    for name, sources in SITES.items():
-        cases = []
-        for source in sources:
-            target = prepared / Path(source).name
-            prepare_dataset(DATA / source, target)
-            cases += load_prepared(target)
-        sites.append(Site(name, tuple(cases)))
-    return sites
 
 
 def main() -> None:
@@ -65,7 +47,7 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     modalities = args.modalities.split(",")
-    sites = load_sites(args.prepared)
+    sites = load_shared_sites(DATA, args.prepared)
     options = RecipeOptions(
         max_epochs=args.max_epochs,
         seed=args.seed,

@@ -241,13 +241,37 @@ def score_model(
     l_mins_ml: Sequence[float] = L_MINS_ML,
 ) -> dict[OperatingPoint, list[CaseMetrics]]:
     """Segment each case as the pipeline does and score it at each operating point."""
-    model = CascadeModel(model_dir, provider=Provider.CPU)
-    m = model.manifest
+    return score_ensemble([model_dir], cases, t_bins, l_mins_ml)
+
+
+def score_ensemble(
+    model_dirs: Sequence[Path],
+    cases: Sequence[PreparedCase],
+    t_bins: Sequence[float] = T_BINS,
+    l_mins_ml: Sequence[float] = L_MINS_ML,
+) -> dict[OperatingPoint, list[CaseMetrics]]:
+    """:func:`score_model` for the mean lesion probability of several models.
+
+    The members (e.g. one recipe trained with different seeds) must read the same inputs on
+    the same grid with the same thresholds; the first one's manifest gives them.
+
+    Raises:
+        InputError: when there are no members or they differ in inputs or thresholds.
+    """
+    models = [CascadeModel(d, provider=Provider.CPU) for d in model_dirs]
+    if not models:
+        raise InputError("an ensemble needs at least one model")
+    m = models[0].manifest
+    for other in models[1:]:
+        o = other.manifest
+        if (o.modalities, o.spacing_mm, o.thresholds) != (m.modalities, m.spacing_mm, m.thresholds):
+            raise InputError(f"{o.name} reads other inputs or thresholds than {m.name}")
     shipped_l_min = m.thresholds.l_min * voxel_volume_ml_from_spacing(m.spacing_mm)
     points = operating_points(shipped_l_min, t_bins, l_mins_ml)
     per_point: dict[OperatingPoint, list[CaseMetrics]] = {p: [] for p in points}
     for case in cases:
-        scored = _score(case, segment_case(model, case), points, m.thresholds.l_min)
+        prob = np.mean([segment_case(model, case) for model in models], axis=0)
+        scored = _score(case, prob, points, m.thresholds.l_min)
         for point, metrics in zip(points, scored, strict=True):
             per_point[point].append(metrics)
         log.info("%s: Dice %.3f at %s", case.name, per_point[points[0]][-1].dice, points[0])
@@ -455,3 +479,25 @@ def parse_site(text: str) -> Site:
         raise InputError(f"--site {text!r}: expected NAME=PREPARED_DIR[,PREPARED_DIR...]")
     cases = [c for folder in folders.split(",") for c in load_prepared(Path(folder))]
     return Site(name, tuple(cases))
+
+
+# The two annotated sites of ../shared/data (its README): folders under the data root.
+SHARED_SITES: dict[str, list[str]] = {
+    "open-ms": ["open-ms/cross_sectional"],
+    "insights-ms": ["insights-ms", "insights-ms-flair-only"],
+}
+
+
+def load_shared_sites(data: Path, prepared: Path) -> list[Site]:
+    """Every site of :data:`SHARED_SITES`, prepared once into ``prepared``, and loaded."""
+    from mslesion.devtools.prepare import prepare_dataset
+
+    sites = []
+    for name, sources in SHARED_SITES.items():
+        cases = []
+        for source in sources:
+            target = prepared / Path(source).name
+            prepare_dataset(data / source, target)
+            cases += load_prepared(target)
+        sites.append(Site(name, tuple(cases)))
+    return sites

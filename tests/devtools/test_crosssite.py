@@ -1,5 +1,5 @@
 """Cross-site evaluation: operating points (thresholds × minimum lesion sizes), the table,
-and the folds of the pooled cross-validation."""
+the folds of the pooled cross-validation, and ensembles of models."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from mslesion.devtools.crosssite import (
     markdown_table,
     operating_points,
     pooled_folds,
+    score_ensemble,
+    score_model,
     summaries,
 )
 from mslesion.devtools.metrics import evaluate_case
@@ -67,3 +69,22 @@ def test_pooled_folds_hold_every_patient_once_and_every_site_in_each_fold() -> N
                        for c in f}  # fmt: skip
     with pytest.raises(InputError):
         pooled_folds([first], ["flair"], 1)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
+
+
+def test_an_ensemble_of_one_model_twice_scores_as_the_model(prepared: PreparedCase) -> None:
+    points = {"t_bins": [0.5], "l_mins_ml": [0.01]}
+    alone = score_model(SHIPPED / "flair_t1", [prepared], **points)
+    twice = score_ensemble([SHIPPED / "flair_t1"] * 2, [prepared], **points)
+    assert twice == alone
+    (cases,) = alone.values()
+    assert cases[0].dice > 0.3  # the shipped model on one of the cases it was trained on
+
+
+def test_an_ensemble_needs_members_that_read_the_same_inputs(prepared: PreparedCase) -> None:
+    with pytest.raises(InputError, match="at least one model"):
+        score_ensemble([], [prepared])
+    with pytest.raises(InputError, match="other inputs or thresholds"):
+        score_ensemble([SHIPPED / "flair_t1", SHIPPED / "flair"], [prepared])

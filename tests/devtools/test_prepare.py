@@ -18,16 +18,7 @@ from mslesion.devtools.prepare import (
     to_native,
 )
 from mslesion.services.errors import InputError
-
-CASE = "101228"  # insights-ms: 2D axial FLAIR 0.9 x 0.9 x ~7 mm with T1 and T2
-
-
-@pytest.fixture(scope="module")
-def prepared(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedCase:
-    source = tmp_path_factory.mktemp("dataset")
-    (source / CASE).symlink_to(shared_data / "insights-ms" / CASE)
-    (case,) = prepare_dataset(source, tmp_path_factory.mktemp("prepared"))
-    return case
+from tests.devtools.conftest import CASE
 
 
 def _model_grid_mask(case: PreparedCase) -> np.ndarray:
