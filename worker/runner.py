@@ -566,21 +566,16 @@ class _Pair:
 def _same_reading(
     recorded: dict[int, lesions.ReadIdentity], reanalysed: StudyReport
 ) -> dict[int, Identity]:
-    """The recorded identities of a re-analysis, when ``reanalysed`` is that same reading.
+    """The recorded identities of the prior's re-analysis, when ``reanalysed`` repeats it."""
+    from mslesion.services.followup.shared import repeated_reading
 
-    A re-analysis of the same instances with the same model repeats the earlier one lesion
-    for lesion; the check (every recorded rank present, with its volume) guards against a
-    reading that differs, whose ranks would name other lesions. Otherwise: none.
-    """
-    volumes = {e.rank: e.volume_ml for e in reanalysed.lesions}
-    same = all(
-        rank in volumes and abs(volumes[rank] - seen.volume_ml) <= max(1e-3, 0.01 * seen.volume_ml)
-        for rank, seen in recorded.items()
+    kept = repeated_reading(
+        {rank: (seen.identity, seen.volume_ml) for rank, seen in recorded.items()},
+        {e.rank: e.volume_ml for e in reanalysed.lesions},
     )
-    if not same:
+    if recorded and not kept:
         log.warning("the prior's re-analysis differs from the one recorded: identities carried")
-        return {}
-    return {rank: seen.identity for rank, seen in recorded.items()}
+    return kept
 
 
 def _flair_paths(session: Session, study_id: int, report: StudyReport, role: str) -> list[str]:

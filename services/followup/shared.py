@@ -111,6 +111,24 @@ def own_ranks(reanalysed_dir: Path, own_dir: Path) -> dict[int, int]:
     return correspondence(read_labels(reanalysed_dir), read_labels(own_dir))
 
 
+def repeated_reading(
+    recorded: Mapping[int, tuple[T, float]], volumes: Mapping[int, float]
+) -> dict[int, T]:
+    """Identities recorded for an earlier re-analysis, if a new one repeats it; else none.
+
+    ``recorded``: rank -> (identity, volume in ml) as an earlier comparison saw that reading;
+    ``volumes``: rank -> volume of the new re-analysis. A re-analysis of the same instances
+    with the same model repeats the earlier one lesion for lesion; every recorded rank must
+    be present with its volume (1 %, at least 0.001 ml), else the ranks may name other lesions
+    and nothing is taken.
+    """
+    same = all(
+        rank in volumes and abs(volumes[rank] - ml) <= max(1e-3, 0.01 * ml)
+        for rank, (_, ml) in recorded.items()
+    )
+    return {rank: identity for rank, (identity, _) in recorded.items()} if same else {}
+
+
 def carry_over(
     identities: Mapping[int, T],
     to_own: Mapping[int, int],

@@ -15,6 +15,7 @@ from mslesion.services.followup.shared import (
     correspondence,
     plan_shared_model,
     ranks_for_record,
+    repeated_reading,
 )
 from mslesion.services.reporting.json_report import SeriesUsed, StudyReport
 from mslesion.services.segmentation.catalogue import ModelSet
@@ -112,6 +113,14 @@ def test_identities_recorded_for_the_same_reading_come_first_and_are_never_doubl
     # a recorded identity is not given a second time through an own counterpart
     carried = carry_over({1: "L1"}, {1: 1, 2: 1}, [1, 2], lambda: next(fresh), recorded={2: "L1"})
     assert carried == {1: "new-a", 2: "L1"}
+
+
+def test_a_recorded_reading_is_taken_only_when_the_re_analysis_repeats_it() -> None:
+    recorded = {1: ("L1", 0.5), 2: ("L9", 0.02)}
+    assert repeated_reading(recorded, {1: 0.502, 2: 0.0205, 3: 0.1}) == {1: "L1", 2: "L9"}
+    assert repeated_reading(recorded, {1: 0.5}) == {}  # a recorded lesion is missing
+    assert repeated_reading(recorded, {1: 0.6, 2: 0.02}) == {}  # another lesion at rank 1
+    assert repeated_reading({}, {1: 0.5}) == {}
 
 
 def test_the_record_uses_the_visits_own_ranks() -> None:
