@@ -1,14 +1,15 @@
 """Leave-one-site-out scores of an ensemble: the mean probability of one recipe's seeds.
 
     python scripts/ensemble_cross_site.py --modalities flair,t1 \
-        --recipe-dirs runs/xs42/full+smooth runs/xs43/full+smooth runs/xs44/full+smooth \
+        --recipe-dirs runs/xs42/full+smooth-flair-t1 runs/xs43/full+smooth-flair-t1 \
+        runs/xs44/full+smooth-flair-t1 \
         --json docs/results/x.json
 
-Each ``--recipe-dirs`` folder is the ``--work``/recipe folder a scripts/cross_site.py run left
-(``without-<site>`` folds inside). For each held-out site the members' folds trained without
-it are averaged, voxel by voxel, and scored as scripts/cross_site.py scores one model, beside
-each member alone and the FLAIR-threshold baseline. How much of the seed spread (issue 9) an
-ensemble removes, and what it would buy.
+Each ``--recipe-dirs`` folder is a ``<work>/<recipe>-<modalities>`` folder that a
+scripts/cross_site.py run left (``without-<site>`` folds inside). For each held-out site the
+members' folds trained without it are averaged, voxel by voxel, and scored as
+scripts/cross_site.py scores one model, beside each member alone and the FLAIR-threshold
+baseline: how much of the seed spread (issue 9) an ensemble removes, and what it would buy.
 """
 
 from __future__ import annotations
