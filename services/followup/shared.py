@@ -41,11 +41,15 @@ class SharedModelPlan:
     @property
     def model(self) -> str:
         """The shared model as reports name it: "name version"."""
-        return f"{self.choice.manifest.name} {self.choice.manifest.version}"
+        return _chosen_name(self.choice)
 
 
 def _model_of(report: StudyReport) -> str:
     return f"{report.model_name} {report.model_version}"
+
+
+def _chosen_name(choice: ModelChoice) -> str:
+    return f"{choice.manifest.name} {choice.manifest.version}"
 
 
 def plan_shared_model(
@@ -63,7 +67,7 @@ def plan_shared_model(
         return None
     shared = set(prior.series) & set(current.series)
     choice = models.choose(shared)
-    chosen = f"{choice.manifest.name} {choice.manifest.version}"
+    chosen = _chosen_name(choice)
     reports = {"prior": prior, "current": current}
     reanalyse = tuple(v for v in VISITS if _model_of(reports[v]) != chosen)
     own = ", ".join(f"{v}: {_model_of(reports[v])}" for v in reanalyse)
