@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--lesion-bank", type=Path, default=Path("runs/lesion_bank.npz"))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-epochs", type=int, default=6)  # the shipped models' recipe
+    ap.add_argument("--patience", type=int, default=2)  # ... and its early stopping
     ap.add_argument("--max-lesion-voxels", type=int, default=1000)
     ap.add_argument("--synthetic-copies", type=int, default=2)
     ap.add_argument(
@@ -50,6 +51,7 @@ def main() -> None:
     sites = load_shared_sites(DATA, args.prepared)
     options = RecipeOptions(
         max_epochs=args.max_epochs,
+        patience=args.patience,
         seed=args.seed,
         max_lesion_voxels=args.max_lesion_voxels,
         synthetic_copies=args.synthetic_copies,

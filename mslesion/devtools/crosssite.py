@@ -113,6 +113,7 @@ class RecipeOptions:
     """Training options shared by every recipe of one evaluation."""
 
     max_epochs: int = 6
+    patience: int = 2  # the shipped models' early stopping
     seed: int = 42
     max_lesion_voxels: int = 1000
     synthetic_copies: int = 2
@@ -136,7 +137,7 @@ def recipe_config(
         train=TrainConfig(
             batch_size=256,
             max_epochs=options.max_epochs,
-            patience=2,
+            patience=options.patience,
             seed=options.seed,
             progress=False,
         ),
