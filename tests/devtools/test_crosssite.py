@@ -3,16 +3,19 @@ the folds of the pooled cross-validation, and ensembles of models."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mslesion.devtools.crosssite import (
+    RecipeOptions,
     Site,
     markdown_table,
     operating_points,
     pooled_folds,
+    recipe_config,
     score_ensemble,
     score_model,
     summaries,
@@ -28,6 +31,17 @@ def test_each_threshold_is_scored_with_the_manifests_and_the_swept_lesion_sizes(
     points = operating_points(10 * 0.001, t_bins=(0.5, 0.7), l_mins_ml=(0.01, 0.03))
     assert points == [(0.5, 0.01), (0.5, 0.03), (0.7, 0.01), (0.7, 0.03)]
     assert operating_points(0.02, t_bins=(0.5,), l_mins_ml=(0.01,)) == [(0.5, 0.01), (0.5, 0.02)]
+
+
+def test_a_recipe_trains_with_the_evaluations_epochs_and_early_stopping() -> None:
+    shipped = recipe_config("full+smooth", ["flair", "t1"], RecipeOptions())
+    assert (shipped.train.max_epochs, shipped.train.patience) == (6, 2)
+    longer = recipe_config(
+        "full+smooth", ["flair", "t1"], RecipeOptions(max_epochs=12, patience=4, seed=43)
+    )
+    assert (longer.train.max_epochs, longer.train.patience, longer.train.seed) == (12, 4, 43)
+    # Only the schedule differs: the recipe itself is the same.
+    assert dataclasses.replace(longer, train=shipped.train) == shipped
 
 
 def _case(found_voxels: int) -> list:
