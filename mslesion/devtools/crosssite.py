@@ -489,6 +489,48 @@ SHARED_SITES: dict[str, list[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class FineTuneSplit:
+    """Local cases to fine-tune on (the first k of them for each k) and cases to score."""
+
+    name: str
+    local: tuple[PreparedCase, ...]
+    held_out: tuple[PreparedCase, ...]
+
+
+def fine_tune_splits(
+    cases: Sequence[PreparedCase], max_k: int, seed: int, rotate: bool = False
+) -> list[FineTuneSplit]:
+    """How a fine-tuning curve uses a site's cases; no case is scored by a model tuned on it.
+
+    Without ``rotate``: one split, the first ``max_k`` of a seeded shuffle to tune on and the
+    rest to score. With ``rotate`` (a site of few cases): every case held out in turn, the
+    others shuffled to tune on.
+
+    Raises:
+        InputError: when a split would leave nothing to score or fewer than ``max_k`` to tune on.
+    """
+    rng = np.random.default_rng(seed)
+    if rotate:
+        splits = [
+            FineTuneSplit(
+                f"without-{held.name}",
+                tuple(cases[i] for i in rng.permutation(len(cases)) if cases[i].name != held.name),
+                (held,),
+            )
+            for held in cases
+        ]
+    else:
+        order = tuple(cases[i] for i in rng.permutation(len(cases)))
+        splits = [FineTuneSplit("", order[:max_k], order[max_k:])]
+    for split in splits:
+        if not split.held_out or len(split.local) < max_k:
+            raise InputError(
+                f"{len(cases)} cases cannot give {max_k} to fine-tune on and one to score"
+            )
+    return splits
+
+
 def load_shared_sites(data: Path, prepared: Path) -> list[Site]:
     """Every site of :data:`SHARED_SITES`, prepared once into ``prepared``, and loaded."""
     from mslesion.devtools.prepare import prepare_dataset

@@ -12,6 +12,7 @@ import pytest
 from mslesion.devtools.crosssite import (
     RecipeOptions,
     Site,
+    fine_tune_splits,
     markdown_table,
     operating_points,
     pooled_folds,
@@ -102,3 +103,32 @@ def test_an_ensemble_needs_members_that_read_the_same_inputs(prepared: PreparedC
         score_ensemble([], [prepared])
     with pytest.raises(InputError, match="other inputs or thresholds"):
         score_ensemble([SHIPPED / "flair_t1", SHIPPED / "flair"], [prepared])
+
+
+def _named(*names: str) -> list[PreparedCase]:
+    return [_prepared(n) for n in names]
+
+
+def test_a_fine_tuning_curve_never_scores_a_case_it_tuned_on() -> None:
+    cases = _named("a", "b", "c", "d", "e", "f")
+    (split,) = fine_tune_splits(cases, max_k=4, seed=42)
+    assert len(split.local) == 4 and len(split.held_out) == 2
+    assert {c.name for c in split.local}.isdisjoint(c.name for c in split.held_out)
+    assert fine_tune_splits(cases, max_k=4, seed=42) == [split]  # the seed fixes the order
+
+
+def test_a_small_site_holds_out_each_case_in_turn() -> None:
+    cases = _named("patient07", "patient19", "patient26")
+    splits = fine_tune_splits(cases, max_k=2, seed=42, rotate=True)
+    assert [s.held_out[0].name for s in splits] == ["patient07", "patient19", "patient26"]
+    for split in splits:
+        assert len(split.held_out) == 1 and len(split.local) == 2
+        assert split.held_out[0].name not in {c.name for c in split.local}
+    assert len({s.name for s in splits}) == 3  # each split's models get their own folder
+
+
+def test_a_split_that_leaves_nothing_to_score_is_refused() -> None:
+    with pytest.raises(InputError, match="3 cases cannot give 3"):
+        fine_tune_splits(_named("a", "b", "c"), max_k=3, seed=42, rotate=True)
+    with pytest.raises(InputError):
+        fine_tune_splits(_named("a", "b"), max_k=2, seed=42)
