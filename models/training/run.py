@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from pathlib import Path
 from mslesion.models.package import export_model_folder
 from mslesion.models.training.cascade_train import CascadeTrainConfig, train_cascade
 from mslesion.models.training.dataset import Subject, load_dataset
+from mslesion.models.training.environment import training_environment
 from mslesion.models.training.trainer import TrainConfig
 from mslesion.services.segmentation.inputs import Standardisation
 from mslesion.services.segmentation.manifest import Manifest, Normalisation, Thresholds
@@ -106,6 +108,7 @@ def training_record(
         "seed": train.seed,
         "config": {**train_cfg, **options},
         "python": platform.python_version(),
+        "environment": training_environment(dict(os.environ)),
         **info,
     }
 

@@ -53,6 +53,11 @@ def test_training_exports_a_verified_model(trained: Path) -> None:
     assert manifest.training["seed"] == 1
     assert set(manifest.files) == set(NetRole)
     assert manifest.training["net1_patches"] == 2 * 2 * 300 or manifest.training["net1_patches"] > 0
+    # What a bit-for-bit reproduction must match besides data and seed.
+    environment = manifest.training["environment"]
+    assert environment["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["libraries"]["torch"] == torch.__version__
+    assert environment["torch_threads"] == torch.get_num_threads()
 
 
 def test_trained_model_beats_chance_on_its_phantoms(trained: Path, phantoms: Path) -> None:
