@@ -4,6 +4,8 @@
 # "full" (wm-peak standardisation, template white matter as a channel, contrast, thick-slice
 # and bias augmentation, lesion synthesis). Needs the [cpu,train] extras; ~25 min per model
 # on 2 cores. OUT (default models/shipped) may point elsewhere to compare before replacing.
+# Bit-for-bit the same weights only on the same CPU instruction set and library versions:
+# compare training.environment in the manifests (models/training/environment.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data

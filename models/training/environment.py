@@ -3,9 +3,9 @@
 Training is bit-reproducible for a seed only where the floating-point kernels are the same.
 PyTorch, oneDNN, OpenBLAS and ONNX Runtime each choose their kernels by the CPU's instruction
 set, so one seed gives other weights on an AVX-512 machine than on an AVX2 one (measured
-2026-12-07 with the phantom smoke training: different hashes with ``ATEN_CPU_CAPABILITY=avx2``
-on the same machine, identical hashes run to run). The manifest therefore records what a
-reproduction must match; ``reproduction_env`` names the variables that pin the kernels.
+2026-12-07 with the phantom smoke training: other hashes with the kernels pinned to AVX2 on the
+same machine, identical hashes run to run). The manifest therefore records what a
+reproduction must match, including the variables that pin the kernels where they were set.
 """
 
 from __future__ import annotations
